@@ -1,0 +1,84 @@
+# Shared helpers for vphi's set-up scripts. Source it; do not run it.
+# Every step is cached under $VPHI_CACHE and keyed by a stamp that names its
+# inputs, so running set-up again is a no-op (idempotent) and cheap.
+
+VPHI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VPHI_CACHE="${VPHI_CACHE:-$VPHI_ROOT/.cache}"
+STAMPS="$VPHI_CACHE/stamps"
+mkdir -p "$STAMPS"
+
+# Versions we pin. Changing one re-runs only the steps that use it.
+QEMU_SUITE="trixie-backports"        # QEMU >= 10.1 with vfio-user-pci
+QEMU_SRC_SUITE="trixie"              # the qemu source package carrying subprojects/libvfio-user
+DEBIAN_MIRROR="http://deb.debian.org/debian"
+
+QUIET_IF_DONE=0
+_step_name=""
+_step_start=0
+
+step() { # step NAME: announce a step
+  _step_name="$1"
+  _step_start=$(date +%s%N)
+  printf '\033[1m[vphi setup]\033[0m %s ...\n' "$_step_name" >&2
+}
+
+step_done() {
+  local ms=$(( ($(date +%s%N) - _step_start) / 1000000 ))
+  printf '\033[1m[vphi setup]\033[0m %s: done (%d.%03d s)\n' "$_step_name" $((ms / 1000)) $((ms % 1000)) >&2
+}
+
+skip() { # skip NAME: a cached step
+  [ "$QUIET_IF_DONE" = 1 ] || printf '[vphi setup] %s: cached\n' "$1" >&2
+}
+
+die() { # die MESSAGE: one clear line naming the step, then exit
+  printf '\033[31m[vphi setup] FAILED at step "%s": %s\033[0m\n' "${_step_name:-setup}" "$*" >&2
+  exit 1
+}
+
+# run LOG CMD...: run quietly into a log; on failure show the tail and die.
+run() {
+  local log="$1"; shift
+  if ! "$@" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "command failed: $* (full log: $log)"
+  fi
+}
+
+stamp_ok() { [ -f "$STAMPS/$1" ]; }
+stamp_set() { touch "$STAMPS/$1"; }
+
+# A private apt: its own sources list, lists, cache and an empty dpkg
+# status. The host's apt sources, dpkg database and libc stay untouched.
+PAPT="$VPHI_CACHE/apt"
+papt_config() {
+  mkdir -p "$PAPT"/{etc/sources.list.d,etc/preferences.d,lists/partial,archives/partial,state}
+  : >"$PAPT/state/status.tmp"
+  [ -f "$PAPT/state/status" ] || mv "$PAPT/state/status.tmp" "$PAPT/state/status"
+  rm -f "$PAPT/state/status.tmp"
+  local key=/usr/share/keyrings/debian-archive-keyring.gpg
+  cat >"$PAPT/etc/sources.list" <<EOF
+deb [signed-by=$key] $DEBIAN_MIRROR trixie main
+deb [signed-by=$key] $DEBIAN_MIRROR trixie-backports main
+deb-src [signed-by=$key] $DEBIAN_MIRROR trixie main
+EOF
+  cat >"$PAPT/apt.conf" <<EOF
+Dir::Etc::SourceList "$PAPT/etc/sources.list";
+Dir::Etc::SourceParts "$PAPT/etc/sources.list.d";
+Dir::Etc::Preferences "$PAPT/etc/preferences";
+Dir::Etc::PreferencesParts "$PAPT/etc/preferences.d";
+Dir::State "$PAPT/state";
+Dir::State::Lists "$PAPT/lists";
+Dir::State::status "$PAPT/state/status";
+Dir::Cache "$PAPT";
+Dir::Cache::archives "$PAPT/archives";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT::Architecture "amd64";
+APT::Architectures { "amd64"; };
+APT::Install-Recommends "false";
+APT::Sandbox::User "root";
+Debug::NoLocking "true";
+EOF
+}
+papt() { APT_CONFIG="$PAPT/apt.conf" "$@"; }

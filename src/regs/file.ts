@@ -1,0 +1,196 @@
+/**
+ * A register file: the runtime behind one trapped BAR. It places the
+ * declared blocks, stores every register's value, applies the declared
+ * access semantics (RO/RW/W1C/W1S/WO, write masks, self-clearing bits) and
+ * runs the device's hooks. Unknown offsets read 0 and ignore writes. Every
+ * access can be traced, decoded by register and field name.
+ */
+import { type BlockDef, type RegisterDef, decodeFields } from './define.ts';
+import { type Tracer, NULL_TRACER } from '../trace/tracer.ts';
+
+export interface RegHooks {
+  /** The value a read returns (default: the stored value). May have side effects. */
+  read?: (stored: number) => number;
+  /**
+   * Replaces the declared write semantics: returns the value to store.
+   * `value` is what the guest wrote (already merged for partial writes).
+   */
+  write?: (value: number, old: number) => number;
+  /** Side effects after the write took effect (and before self-clearing bits drop). */
+  postWrite?: (value: number, old: number, now: number) => void;
+}
+
+interface Slot {
+  def: RegisterDef;
+  block: BlockDef;
+  /** Absolute offset within the BAR. */
+  abs: number;
+  hooks: RegHooks;
+}
+
+export class RegisterFile {
+  /** Stored values, one per declared register (slot order). */
+  private readonly values: Uint32Array;
+  private readonly slots: Slot[] = [];
+  /** dword index within the BAR → slot number, or -1. */
+  private readonly map: Int32Array;
+  private readonly byName = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    readonly bar: number,
+    readonly size: number,
+    readonly blocks: readonly BlockDef[],
+    public tracer: Tracer = NULL_TRACER,
+  ) {
+    this.map = new Int32Array(size >>> 2).fill(-1);
+    for (const b of blocks) {
+      for (const def of b.regs) {
+        const abs = b.base + def.offset;
+        if (abs + 4 > size) throw new Error(`${name}: ${def.name} at 0x${abs.toString(16)} is outside the ${size}-byte BAR`);
+        const d = abs >>> 2;
+        if (this.map[d] !== -1) throw new Error(`${name}: ${def.name} overlaps ${this.slots[this.map[d]].def.name}`);
+        if (this.byName.has(def.name)) throw new Error(`${name}: register name ${def.name} declared twice`);
+        this.map[d] = this.slots.length;
+        this.byName.set(def.name, this.slots.length);
+        this.slots.push({ def, block: b, abs, hooks: {} });
+      }
+    }
+    this.values = new Uint32Array(this.slots.length);
+    this.reset();
+  }
+
+  /** Every register back to its declared reset value. */
+  reset(): void {
+    for (let i = 0; i < this.slots.length; i++) this.values[i] = this.slots[i].def.reset;
+  }
+
+  /** Attach behaviour to a register (by name). */
+  hook(name: string, hooks: RegHooks): void {
+    const s = this.slots[this.slotOf(name)];
+    s.hooks = { ...s.hooks, ...hooks };
+  }
+
+  /** The stored value, for the device's own use (no hooks, no trace). */
+  get(name: string): number {
+    return this.values[this.slotOf(name)];
+  }
+
+  /** Set the stored value, for the device's own use (no hooks, no trace). */
+  set(name: string, value: number): void {
+    this.values[this.slotOf(name)] = value >>> 0;
+  }
+
+  /** A fast handle to one register's stored value. */
+  ref(name: string): { get(): number; set(v: number): void } {
+    const i = this.slotOf(name);
+    const v = this.values;
+    return { get: () => v[i], set: (x: number) => { v[i] = x >>> 0; } };
+  }
+
+  /** The definition at a BAR offset, or undefined. */
+  defAt(offset: number): RegisterDef | undefined {
+    const s = this.map[offset >>> 2];
+    return s === undefined || s < 0 ? undefined : this.slots[s].def;
+  }
+
+  /** All register definitions with their absolute offsets (for docs and tools). */
+  listing(): { abs: number; block: string; def: RegisterDef }[] {
+    return this.slots.map((s) => ({ abs: s.abs, block: s.block.name, def: s.def }));
+  }
+
+  /** A guest read of 1, 2 or 4 bytes at `offset`. */
+  read(offset: number, size: 1 | 2 | 4): number {
+    const d = offset >>> 2;
+    const si = d < this.map.length ? this.map[d] : -1;
+    let full = 0;
+    if (si >= 0) {
+      const s = this.slots[si];
+      const stored = this.values[si];
+      full = s.def.access === 'WO' ? 0 : s.hooks.read ? s.hooks.read(stored) >>> 0 : stored;
+    }
+    const shift = (offset & 3) * 8;
+    const v = size === 4 ? full : (full >>> shift) & (size === 1 ? 0xff : 0xffff);
+    if (this.tracer.enabled) this.traceAccess('r', offset, size, v, si, full);
+    return v;
+  }
+
+  /** A guest write of 1, 2 or 4 bytes at `offset`. */
+  write(offset: number, size: 1 | 2 | 4, value: number): void {
+    const d = offset >>> 2;
+    const si = d < this.map.length ? this.map[d] : -1;
+    if (si < 0) {
+      if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, -1, 0);
+      return;
+    }
+    const s = this.slots[si];
+    const shift = (offset & 3) * 8;
+    const laneMask = size === 4 ? 0xffffffff : ((size === 1 ? 0xff : 0xffff) << shift) >>> 0;
+    const old = this.values[si];
+    // The written value spread over the whole register; bits outside the lane keep the old value.
+    const wval = size === 4 ? value >>> 0 : (((value << shift) & laneMask) | (old & ~laneMask)) >>> 0;
+    let now: number;
+    if (s.hooks.write) {
+      now = s.hooks.write(wval, old) >>> 0;
+    } else {
+      const m = s.def.writeMask & laneMask;
+      switch (s.def.access) {
+        case 'RO': now = old; break;
+        case 'RW': case 'WO': now = ((old & ~m) | (wval & m)) >>> 0; break;
+        case 'W1C': now = (old & ~(wval & m)) >>> 0; break;
+        case 'W1S': now = (old | (wval & m)) >>> 0; break;
+      }
+    }
+    this.values[si] = now;
+    if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, si, now);
+    if (s.hooks.postWrite) s.hooks.postWrite(wval, old, this.values[si]);
+    if (s.def.selfClear) this.values[si] &= ~s.def.selfClear;
+  }
+
+  /** Serve an access of any length from a byte buffer (the binding's scratch). */
+  access(offset: number, buf: Buffer, len: number, isWrite: boolean): void {
+    let pos = 0;
+    while (pos < len) {
+      const off = offset + pos;
+      // Largest naturally aligned piece (4, 2 or 1 bytes) that fits.
+      const left = len - pos;
+      const size: 1 | 2 | 4 = (off & 3) === 0 && left >= 4 ? 4 : (off & 1) === 0 && left >= 2 ? 2 : 1;
+      if (isWrite) {
+        const v = size === 4 ? buf.readUInt32LE(pos) : size === 2 ? buf.readUInt16LE(pos) : buf[pos];
+        this.write(off, size, v);
+      } else {
+        const v = this.read(off, size);
+        if (size === 4) buf.writeUInt32LE(v, pos);
+        else if (size === 2) buf.writeUInt16LE(v, pos);
+        else buf[pos] = v;
+      }
+      pos += size;
+    }
+  }
+
+  private slotOf(name: string): number {
+    const i = this.byName.get(name);
+    if (i === undefined) throw new Error(`${this.name}: no register named ${name}`);
+    return i;
+  }
+
+  private traceAccess(op: 'r' | 'w', offset: number, size: number, value: number, si: number, full: number): void {
+    if (si < 0) {
+      this.tracer.mmio({ bar: this.bar, op, off: offset, size, val: value, block: null, reg: null, unknown: true });
+      return;
+    }
+    const s = this.slots[si];
+    this.tracer.mmio({
+      bar: this.bar,
+      op,
+      off: offset,
+      size,
+      val: value,
+      block: s.block.name,
+      reg: s.def.name,
+      fields: s.def.fields.length ? decodeFields(s.def, full) : undefined,
+      ...(op === 'w' ? { now: full } : {}),
+      ...(op === 'w' && s.def.access === 'RO' ? { ignored: true } : {}),
+    });
+  }
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { MockBinding } from './binding/mock.ts';
+import { DeviceServer } from './server.ts';
+import { memoryTracer } from './trace/tracer.ts';
+import { x100Spec } from '../device/x100/card.ts';
+import { IRQ_TYPE, REGION } from './binding/types.ts';
+
+function start(tracer = memoryTracer()) {
+  const b = new MockBinding();
+  const s = new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/vphi-test.sock', tracer });
+  return { b, s, m: b.last, tracer };
+}
+
+describe('DeviceServer over the mock binding', () => {
+  it('creates the context from the card description', () => {
+    const { m } = start();
+    expect(m.options.pci).toMatchObject({ vendorId: 0x8086, deviceId: 0x225c, revision: 0x20, classCode: 0x0b4000 });
+    expect(m.options.regions.map((r) => [r.index, r.kind, r.size])).toEqual([
+      [0, 'memfd', 1 << 20],
+      [2, 'trapped', 0x2000],
+      [4, 'trapped', 0x20000],
+    ]);
+    expect(m.options.msix).toEqual({ vectors: 16, bar: 2 });
+    expect(m.options.barFlags[0]).toEqual({ index: 0, is64: true, prefetchable: true });
+  });
+
+  it('routes trapped BAR4 accesses to the register file and traces them by name', () => {
+    const { m, tracer } = start();
+    m.connect();
+    m.write(REGION.BAR4, 0x1ab20, 4, 0xc0de0000);
+    expect(m.read(REGION.BAR4, 0x1ab20, 4)).toBe(0xc0de0000);
+    expect(m.read(REGION.BAR4, 0x1ab28, 4)).toBe(0x04000001); // SPAD2: ready, download at 64 MiB
+    expect(tracer.events.filter((e) => e.kind === 'mmio')).toEqual([
+      expect.objectContaining({ op: 'w', reg: 'SPAD0', val: 0xc0de0000 }),
+      expect.objectContaining({ op: 'r', reg: 'SPAD0', val: 0xc0de0000 }),
+      expect.objectContaining({ op: 'r', reg: 'SPAD2', fields: { READY: 1, APIC_ID: 0, DOWNLOAD_ADDR: 0x4000 } }),
+    ]);
+  });
+
+  it('serves 8-byte accesses as two registers', () => {
+    const { m } = start();
+    m.write(REGION.BAR4, 0x1ab58, 8, 0x0000008000013000n);
+    expect(m.read(REGION.BAR4, 0x1ab58, 4)).toBe(0x13000);
+    expect(m.read(REGION.BAR4, 0x1ab5c, 4)).toBe(0x80);
+  });
+
+  it('shares BAR0 memory with the card', () => {
+    const { s, m } = start();
+    m.regionMemory(0).write('hello', 0x100);
+    expect(s.device.aperture.subarray(0x100, 0x105).toString()).toBe('hello');
+  });
+
+  it('turns libvfio-user config-space log lines into decoded trace events', () => {
+    const { m, tracer } = start();
+    expect(m.logLevel).toEqual([7]);
+    m.callbacks.onLog(7, 'region7: read 0x8086 from (0:2)');
+    m.callbacks.onLog(7, 'region7: wrote 0x8000 to (0x42:2)');
+    m.callbacks.onLog(7, 'region4: read 0 from (0x1ab20:4)');
+    expect(tracer.events.filter((e) => e.kind === 'cfg')).toEqual([
+      expect.objectContaining({ op: 'r', off: 0, size: 2, val: 0x8086, reg: 'VENDOR_ID' }),
+      expect.objectContaining({ op: 'w', off: 0x42, val: 0x8000, reg: 'MSIX.CTRL' }),
+    ]);
+  });
+
+  it('keeps the debug log off when tracing is off', () => {
+    const b = new MockBinding();
+    new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock' });
+    expect(b.last.logLevel).toEqual([]);
+  });
+
+  it('maps and unmaps guest RAM, refusing a region without an fd', () => {
+    const logs: string[] = [];
+    const b = new MockBinding();
+    const s = new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), {
+      socketPath: '/tmp/x.sock',
+      log: (_l, msg) => logs.push(msg),
+    });
+    const m = b.last;
+    const ram = new ArrayBuffer(0x10000);
+    m.dmaMap(0x100000n, ram);
+    m.dmaMap(0x80000000n, null, 0x1000);
+    s.host.writeU32(0x100010n, 0xfeedface);
+    expect(new DataView(ram).getUint32(0x10, true)).toBe(0xfeedface);
+    expect(() => s.host.readU32(0x80000000n)).toThrow(/without an fd/);
+    expect(logs.some((l) => /without an fd; guest RAM must be memory-backend-memfd,share=on/.test(l))).toBe(true);
+    m.dmaUnmap(0x100000n);
+    expect(() => s.host.readU32(0x100010n)).toThrow(/no guest memory mapped/);
+  });
+
+  it('resets the card when the client goes away, keeping card memory', () => {
+    const { s, m } = start();
+    m.connect();
+    m.write(REGION.BAR4, 0x1ab20, 4, 7);
+    s.device.aperture[0] = 0x5a;
+    m.disconnect();
+    expect(m.read(REGION.BAR4, 0x1ab20, 4)).toBe(0);
+    expect(s.device.aperture[0]).toBe(0x5a);
+  });
+
+  it('delivers a pending MSI-X vector once the client hands over its eventfd', () => {
+    const { s, m } = start();
+    m.connect();
+    m.enableMsix();
+    s.irq.raise(3, 'test');
+    expect(m.triggered).toEqual([]);
+    expect(s.irq.pending[3]).toBe(1);
+    m.giveEventfd(3);
+    m.callbacks.onPoll?.();
+    expect(m.triggered).toEqual([[IRQ_TYPE.MSIX, 3]]);
+    expect(s.irq.pending[3]).toBe(0);
+  });
+
+  it('closes the context and the trace once', () => {
+    const { s, m } = start();
+    s.close();
+    s.close();
+    expect(m.closed).toBe(true);
+  });
+});

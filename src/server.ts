@@ -1,0 +1,158 @@
+/**
+ * The glue between a binding (native or mock) and a device model: it
+ * creates the vfio-user context from the device's static description,
+ * routes trapped accesses to the device's register files, DMA map/unmap
+ * to HostMemory, interrupts through InterruptDelivery, and turns
+ * libvfio-user's config-space log lines into decoded trace events.
+ *
+ * The device model itself never sees the binding: guest memory,
+ * interrupts and the clock are injected through DeviceEnv.
+ */
+import { REGION, type Binding, type NativeContext, type PciIdentity, type RegionSpec, type BarFlags } from './binding/types.ts';
+import { HostMemory } from './dma/host-memory.ts';
+import { InterruptDelivery } from './irq/delivery.ts';
+import { type CapLocation, configName, parseRegionLog, walkCapabilities } from './pci/config-names.ts';
+import type { RegisterFile } from './regs/file.ts';
+import { type Tracer, NULL_TRACER } from './trace/tracer.ts';
+
+/** What a device model is given by the server. */
+export interface DeviceEnv {
+  /** Memory of a memfd-backed BAR (shared with QEMU). */
+  regionMemory(index: number): Buffer;
+  /** Guest RAM by bus address. */
+  host: HostMemory;
+  irq: InterruptDelivery;
+  tracer: Tracer;
+  /** Run `fn` later on the event loop, after the current access has been answered. */
+  schedule(fn: () => void): void;
+}
+
+export interface DeviceModel {
+  /** Trapped BARs, by region index, served by register files. */
+  readonly registerFiles: ReadonlyMap<number, RegisterFile>;
+  /** Device reset (vfio-user reset, or the client went away). */
+  reset(reason: string): void;
+  close?(): void;
+}
+
+export interface DeviceSpec<D extends DeviceModel> {
+  pci: PciIdentity;
+  regions: RegionSpec[];
+  barFlags: BarFlags[];
+  msix: { vectors: number; bar: number };
+  pcie: boolean;
+  intx: boolean;
+  create(env: DeviceEnv): D;
+}
+
+export interface ServerOptions {
+  socketPath: string;
+  tracer?: Tracer;
+  /** Operational messages (connection, refusals, libvfio-user errors). */
+  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+const LOG_ERR = 3;
+const LOG_WARNING = 4;
+const LOG_DEBUG = 7;
+
+export class DeviceServer<D extends DeviceModel> {
+  readonly ctx: NativeContext;
+  readonly device: D;
+  readonly host: HostMemory;
+  readonly irq: InterruptDelivery;
+  private readonly tracer: Tracer;
+  private caps: CapLocation[] = [];
+  private files: (RegisterFile | undefined)[] = [];
+  private closed = false;
+
+  constructor(binding: Binding, spec: DeviceSpec<D>, opts: ServerOptions) {
+    this.tracer = opts.tracer ?? NULL_TRACER;
+    const log = opts.log ?? (() => {});
+    this.host = new HostMemory(this.tracer);
+    const t = this.tracer;
+    // Callbacks fire only once a client attaches, after the constructor.
+    let irq: InterruptDelivery | undefined;
+    this.ctx = binding.createContext(
+      {
+        socketPath: opts.socketPath,
+        pci: spec.pci,
+        regions: spec.regions,
+        barFlags: spec.barFlags,
+        msix: spec.msix,
+        pcie: spec.pcie,
+        intx: spec.intx,
+      },
+      {
+        onAccess: (index, offset, len, isWrite) => {
+          const f = this.files[index];
+          if (f) f.access(offset, this.ctx.scratch, len, isWrite);
+          else if (!isWrite) this.ctx.scratch.fill(0, 0, len);
+        },
+        onDmaMap: (info) => {
+          if (!info.memory) {
+            log('error', `refusing DMA region 0x${info.iova.toString(16)}+0x${info.length.toString(16)}: it arrived without an fd; guest RAM must be memory-backend-memfd,share=on`);
+          }
+          this.host.map(info);
+        },
+        onDmaUnmap: (iova, length) => this.host.unmap(iova, length),
+        onReset: (type) => {
+          if (t.enabled) t.event('reset', { type });
+          irq?.reset();
+          this.device.reset(`vfio-user reset type ${type}`);
+        },
+        onIrqState: (type, start, count, masked) => irq?.onIrqState(type, start, count, masked),
+        onConnection: (attached) => {
+          if (t.enabled) t.event('conn', { attached });
+          log('info', attached ? 'client attached' : 'client detached');
+          if (!attached) {
+            this.host.clear();
+            irq?.reset();
+            this.device.reset('client detached');
+          }
+        },
+        onLog: (level, message) => {
+          if (level >= LOG_DEBUG) {
+            if (t.enabled) {
+              const a = parseRegionLog(message);
+              if (a && a.region === REGION.CONFIG) {
+                t.cfg({ op: a.op, off: a.off, size: a.size, val: a.val, reg: configName(a.off, this.caps) });
+              }
+            }
+            return;
+          }
+          log(level <= LOG_ERR ? 'error' : level <= LOG_WARNING ? 'warn' : 'info', `libvfio-user: ${message}`);
+        },
+        onRefused: (reason) => {
+          if (t.enabled) t.event('refused', { reason });
+          log('warn', `refused a second client: ${reason}`);
+        },
+        onPoll: () => irq?.retry(),
+      },
+    );
+    // The capability list is fixed once the context exists.
+    this.caps = walkCapabilities((o) => this.ctx.readConfig(o, 1));
+    const msix = this.caps.find((c) => c.id === 0x11);
+    this.irq = irq = new InterruptDelivery(this.ctx, spec.msix.vectors, msix ? msix.offset : 0, this.tracer);
+    if (t.enabled) this.ctx.setLogLevel(LOG_DEBUG);
+    this.device = spec.create({
+      regionMemory: (i) => this.ctx.regionMemory(i),
+      host: this.host,
+      irq: this.irq,
+      tracer: this.tracer,
+      schedule: (fn) => setImmediate(fn),
+    });
+    for (const [index, f] of this.device.registerFiles) {
+      this.files[index] = f;
+      f.tracer = this.tracer;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.device.close?.();
+    this.ctx.close();
+    this.tracer.close();
+  }
+}
