@@ -29,11 +29,11 @@ describe('DeviceServer over the mock binding', () => {
     m.connect();
     m.write(REGION.BAR4, 0x1ab20, 4, 0xc0de0000);
     expect(m.read(REGION.BAR4, 0x1ab20, 4)).toBe(0xc0de0000);
-    expect(m.read(REGION.BAR4, 0x1ab28, 4)).toBe(0x04000001); // SPAD2: ready, download at 64 MiB
+    expect(m.read(REGION.BAR4, 0x1ab28, 4)).toBe(0x00020001); // SPAD2: ready, download at 1 MiB / 8
     expect(tracer.events.filter((e) => e.kind === 'mmio')).toEqual([
       expect.objectContaining({ op: 'w', reg: 'SPAD0', val: 0xc0de0000 }),
       expect.objectContaining({ op: 'r', reg: 'SPAD0', val: 0xc0de0000 }),
-      expect.objectContaining({ op: 'r', reg: 'SPAD2', fields: { READY: 1, APIC_ID: 0, DOWNLOAD_ADDR: 0x4000 } }),
+      expect.objectContaining({ op: 'r', reg: 'SPAD2', fields: { READY: 1, APIC_ID: 0, DOWNLOAD_ADDR: 0x20 } }),
     ]);
   });
 

@@ -25,6 +25,8 @@ export interface DeviceEnv {
   tracer: Tracer;
   /** Run `fn` later on the event loop, after the current access has been answered. */
   schedule(fn: () => void): void;
+  /** Run `fn` after `ms` milliseconds; returns a cancel function. */
+  after(ms: number, fn: () => void): () => void;
 }
 
 export interface DeviceModel {
@@ -141,6 +143,11 @@ export class DeviceServer<D extends DeviceModel> {
       irq: this.irq,
       tracer: this.tracer,
       schedule: (fn) => setImmediate(fn),
+      after: (ms, fn) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      },
     });
     for (const [index, f] of this.device.registerFiles) {
       this.files[index] = f;

@@ -20,14 +20,43 @@ import {
   checkApertureSize,
 } from './pci/identity.ts';
 import { SPAD_BLOCK } from './spad/regs.ts';
+import { DBOX_BLOCK, RGCR_BLOCK } from './boot/regs.ts';
+import { DOORBELL_BLOCK, INTERRUPT_BLOCK, RDMASR_BLOCK, SDBIC_BLOCK } from './interrupts/regs.ts';
+import { InterruptController } from './interrupts/controller.ts';
+import { SMPT_BLOCK } from './smpt/regs.ts';
+import { Smpt } from './smpt/smpt.ts';
+import { CardAddressSpace } from './memory.ts';
+import { Bootstrap, type BootRecord } from './boot/bootstrap.ts';
 
 export interface X100Options {
   /** BAR0 size in bytes: a power of two (default 512 MiB). */
   apertureSize?: number;
+  /** How long an RGCR reset takes before SPAD2 reads ready again (default 100 ms). */
+  resetDelayMs?: number;
+  /** Called when the card OS starts (the SCIF layer hooks in here). */
+  onBooted?: (card: X100Card, rec: BootRecord) => void;
 }
 
 /** Every block of BAR4, in address order. */
-export const BAR4_BLOCKS: readonly BlockDef[] = [SPAD_BLOCK];
+export const BAR4_BLOCKS: readonly BlockDef[] = [
+  DBOX_BLOCK,
+  SMPT_BLOCK,
+  RGCR_BLOCK,
+  INTERRUPT_BLOCK,
+  DOORBELL_BLOCK,
+  SPAD_BLOCK,
+  RDMASR_BLOCK,
+  SDBIC_BLOCK,
+];
+
+/** Registers a card reset (RGCR) clears; SMPT, MXAR, SICE0/SIAC0 and SPADs survive (boot-and-state.md §6). */
+const CLEARED_ON_CARD_RESET = (name: string): boolean =>
+  name === 'SICR0' || name.startsWith('APICICR') || name.startsWith('RDMASR') || name.startsWith('SDBIC');
+
+/** The download address the bootstrap reports: 64 MiB, or an eighth of a small aperture. */
+export function defaultBootAddr(apertureSize: number): number {
+  return Math.min(0x04000000, apertureSize / 8);
+}
 
 export class X100Card implements DeviceModel {
   readonly bar4: RegisterFile;
@@ -35,15 +64,47 @@ export class X100Card implements DeviceModel {
   /** Card GDDR, as the host sees it through BAR0. */
   readonly aperture: Buffer;
 
-  constructor(readonly env: DeviceEnv) {
+  readonly smpt: Smpt;
+  readonly mem: CardAddressSpace;
+  readonly intc: InterruptController;
+  readonly bootstrap: Bootstrap;
+
+  constructor(
+    readonly env: DeviceEnv,
+    opts: X100Options = {},
+  ) {
     this.aperture = env.regionMemory(APER_BAR);
     this.bar4 = new RegisterFile('bar4', MMIO_BAR, MMIO_BAR_SIZE, BAR4_BLOCKS, env.tracer);
     this.registerFiles = new Map([[MMIO_BAR, this.bar4]]);
+    this.smpt = new Smpt(this.bar4);
+    this.mem = new CardAddressSpace(this.aperture, this.smpt, env.host);
+    this.intc = new InterruptController(this.bar4, env.irq, (db, lo) => this.bootstrap.doorbell(db, lo));
+    this.bootstrap = new Bootstrap({
+      regs: this.bar4,
+      mem: this.mem,
+      tracer: env.tracer,
+      after: (ms, fn) => env.after(ms, fn),
+      onCardReset: () => this.cardReset(),
+      onBooted: (rec) => opts.onBooted?.(this, rec),
+      bootAddr: defaultBootAddr(this.aperture.byteLength),
+      resetDelayMs: opts.resetDelayMs,
+    });
+    this.bootstrap.powerOn();
   }
 
+  /** RGCR: stop the card's engines and clear its pending state. */
+  private cardReset(): void {
+    for (const { def } of this.bar4.listing()) {
+      if (CLEARED_ON_CARD_RESET(def.name)) this.bar4.set(def.name, def.reset);
+    }
+    this.intc.updateIntx();
+  }
+
+  /** PCI-level reset, power-on, or the client went away: every register to its reset value. */
   reset(reason: string): void {
     if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'reset', reason });
     this.bar4.reset();
+    this.bootstrap.powerOn();
   }
 }
 
@@ -62,6 +123,6 @@ export function x100Spec(opts: X100Options = {}): DeviceSpec<X100Card> {
     msix: { vectors: MSIX_VECTORS, bar: MSIX_BAR },
     pcie: true,
     intx: true,
-    create: (env) => new X100Card(env),
+    create: (env) => new X100Card(env, opts),
   };
 }

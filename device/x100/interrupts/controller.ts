@@ -1,0 +1,102 @@
+/**
+ * The card → host interrupt path (spec card-hardware.md §6.3) and the
+ * host → card doorbells (§6.4).
+ *
+ * Raising source k: set SICR0 bit k; if SICE0 bit k is set, then with
+ * MSI-X send one message to every entry i whose MXARi has bit k, and clear
+ * SICR0 bit k if SIAC0 bit k is set; with INTx, the line is the level of
+ * (SICR0 & SICE0). A source enabled later (SICE0 write) while pending is
+ * delivered then.
+ */
+import type { RegisterFile } from '../../../src/regs/file.ts';
+import type { InterruptDelivery } from '../../../src/irq/delivery.ts';
+import { APICICR_SEND, SDBIC_DBREQ, SRC_MASK } from './regs.ts';
+
+/** A readable name for source bit k. */
+export function sourceName(k: number): string {
+  if (k < 4) return `DB${k}`;
+  if (k >= 8 && k < 16) return `DMA${k - 8}`;
+  if (k === 30) return 'ERR';
+  return `SRC${k}`;
+}
+
+export type DoorbellHandler = (db: number, apicicrLow?: number) => void;
+
+export class InterruptController {
+  private readonly sicr0;
+  private readonly sice0;
+  private readonly siac0;
+  private readonly mxar: { get(): number }[];
+
+  constructor(
+    private readonly regs: RegisterFile,
+    private readonly irq: InterruptDelivery,
+    /** Host rang card doorbell `db` (0-15). For 0-7, the APICICR low value written. */
+    private readonly onDoorbell: DoorbellHandler,
+  ) {
+    this.sicr0 = regs.ref('SICR0');
+    this.sice0 = regs.ref('SICE0');
+    this.siac0 = regs.ref('SIAC0');
+    this.mxar = Array.from({ length: 16 }, (_, i) => regs.ref(`MXAR${i}`));
+
+    regs.hook('SICR0', { postWrite: () => this.updateIntx() });
+    regs.hook('SICE0', { postWrite: (_v, old, now) => this.deliverNewlyEnabled(old, now) });
+    regs.hook('SICC0', {
+      write: (v) => {
+        const old = this.sice0.get();
+        this.sice0.set(old & ~v);
+        this.updateIntx();
+        return 0;
+      },
+    });
+    for (let n = 0; n < 8; n++) {
+      regs.hook(`APICICR${n}_LO`, {
+        postWrite: (v) => {
+          if (v & APICICR_SEND) this.onDoorbell(n, v);
+        },
+      });
+      regs.hook(`RDMASR${n}`, { postWrite: () => this.onDoorbell(8 + n) });
+      regs.hook(`RDMASR${17 + n}`, { postWrite: () => this.onDoorbell(8 + n) });
+    }
+    for (let n = 0; n < 4; n++) {
+      regs.hook(`SDBIC${n}`, {
+        postWrite: (v) => {
+          if (v & SDBIC_DBREQ) this.raise(n);
+        },
+      });
+    }
+  }
+
+  /** The card raises source `k` (0-3 doorbells, 8-15 DMA channels, 30 error). */
+  raise(k: number): void {
+    const bitk = (1 << k) >>> 0;
+    if (!(bitk & SRC_MASK)) return;
+    this.sicr0.set(this.sicr0.get() | bitk);
+    if (this.sice0.get() & bitk) this.send(k);
+    else this.updateIntx();
+  }
+
+  private send(k: number): void {
+    const bitk = (1 << k) >>> 0;
+    if (this.irq.mode() === 'msix') {
+      for (let i = 0; i < 16; i++) {
+        if (this.mxar[i].get() & bitk) this.irq.raise(i, sourceName(k));
+      }
+      if (this.siac0.get() & bitk) this.sicr0.set(this.sicr0.get() & ~bitk);
+    } else {
+      this.updateIntx();
+    }
+  }
+
+  /** Sources that became enabled while pending are delivered now. */
+  private deliverNewlyEnabled(old: number, now: number): void {
+    const fresh = now & ~old & this.sicr0.get() & SRC_MASK;
+    for (let k = 0; fresh >>> k; k++) if ((fresh >>> k) & 1) this.send(k);
+    this.updateIntx();
+  }
+
+  /** INTx follows (SICR0 & SICE0) when MSI-X is off. */
+  updateIntx(): void {
+    this.irq.setIntxLevel(this.irq.mode() === 'intx' && (this.sicr0.get() & this.sice0.get() & SRC_MASK) !== 0);
+  }
+}

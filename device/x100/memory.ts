@@ -1,0 +1,122 @@
+/**
+ * The card's physical address space (spec card-hardware.md §3), as seen by
+ * the DMA engine and the card model:
+ *   0 .. aperture-1                 card GDDR (the BAR0 memfd)
+ *   0x80_0000_0000 .. +512 GiB      host memory through the SMPT
+ * Anything else (including the card's own MMIO view) is an error for DMA.
+ * Ranges that cross a 16 GiB SMPT page are split, each part translated by
+ * its own entry. Copies are single TypedArray.set()s between mapped views:
+ * never byte loops.
+ */
+import { HostMemoryError, type HostMemory } from '../../src/dma/host-memory.ts';
+import { Smpt } from './smpt/smpt.ts';
+
+export class CardAddressError extends Error {
+  constructor(
+    message: string,
+    readonly addr: bigint,
+  ) {
+    super(message);
+    this.name = 'CardAddressError';
+  }
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+export interface Segment {
+  /** Card address of the segment. */
+  addr: bigint;
+  view: Uint8Array;
+}
+
+export class CardAddressSpace {
+  private readonly apertureSize: bigint;
+
+  constructor(
+    readonly aperture: Buffer,
+    readonly smpt: Smpt,
+    readonly host: HostMemory,
+  ) {
+    this.apertureSize = BigInt(aperture.byteLength);
+  }
+
+  /**
+   * Zero-copy views covering [addr, addr+len), split at SMPT page
+   * boundaries. Throws CardAddressError if any byte is outside GDDR and the
+   * system window, or not backed by mapped guest RAM.
+   */
+  segments(addr: bigint, len: number, write: boolean): Segment[] {
+    const end = addr + BigInt(len);
+    if (addr >= 0n && end <= this.apertureSize) {
+      const o = Number(addr);
+      return [{ addr, view: this.aperture.subarray(o, o + len) }];
+    }
+    if (!Smpt.inWindow(addr) || !Smpt.inWindow(end - 1n)) {
+      throw new CardAddressError(`card address ${hex(addr)}+${len} is outside card memory and the system window`, addr);
+    }
+    const out: Segment[] = [];
+    let a = addr;
+    while (a < end) {
+      const n = Number(Smpt.bytesToPageEnd(a) < end - a ? Smpt.bytesToPageEnd(a) : end - a);
+      const hostAddr = this.smpt.translate(a);
+      try {
+        out.push({ addr: a, view: this.host.view(hostAddr, n, write) });
+      } catch (e) {
+        if (e instanceof HostMemoryError) {
+          throw new CardAddressError(`card address ${hex(a)} (SMPT${Smpt.entryOf(a)} → host ${hex(hostAddr)}): ${e.message}`, a);
+        }
+        throw e;
+      }
+      a += BigInt(n);
+    }
+    return out;
+  }
+
+  /** One contiguous view (throws if the range had to be split). */
+  view(addr: bigint, len: number, write: boolean): Uint8Array {
+    const s = this.segments(addr, len, write);
+    if (s.length !== 1) throw new CardAddressError(`card address ${hex(addr)}+${len} crosses an SMPT page`, addr);
+    return s[0].view;
+  }
+
+  /** Copy `len` bytes from card address `src` to card address `dst`. */
+  copy(dst: bigint, src: bigint, len: number): void {
+    if (len === 0) return;
+    const from = this.segments(src, len, false);
+    const to = this.segments(dst, len, true);
+    if (from.length === 1 && to.length === 1) {
+      to[0].view.set(from[0].view);
+      return;
+    }
+    // Rare: a range crossing a 16 GiB page. Walk both segment lists.
+    let fi = 0, fo = 0, ti = 0, to_ = 0;
+    while (fi < from.length && ti < to.length) {
+      const fv = from[fi].view, tv = to[ti].view;
+      const n = Math.min(fv.byteLength - fo, tv.byteLength - to_);
+      tv.set(fv.subarray(fo, fo + n), to_);
+      fo += n; to_ += n;
+      if (fo === fv.byteLength) { fi++; fo = 0; }
+      if (to_ === tv.byteLength) { ti++; to_ = 0; }
+    }
+  }
+
+  readU64(addr: bigint): bigint {
+    const v = this.view(addr, 8, false);
+    return new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0, true);
+  }
+
+  writeU64(addr: bigint, value: bigint): void {
+    const v = this.view(addr, 8, true);
+    new DataView(v.buffer, v.byteOffset, 8).setBigUint64(0, value, true);
+  }
+
+  read(addr: bigint, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let o = 0;
+    for (const s of this.segments(addr, len, false)) {
+      out.set(s.view, o);
+      o += s.view.byteLength;
+    }
+    return out;
+  }
+}
