@@ -44,6 +44,8 @@ export interface DeviceSpec<D extends DeviceModel> {
   msix: { vectors: number; bar: number };
   pcie: boolean;
   intx: boolean;
+  /** Serve on this already-listening socket instead of creating one (vhost-user style --fd). */
+  listenFd?: number;
   create(env: DeviceEnv): D;
 }
 
@@ -84,6 +86,7 @@ export class DeviceServer<D extends DeviceModel> {
         msix: spec.msix,
         pcie: spec.pcie,
         intx: spec.intx,
+        listenFd: spec.listenFd,
       },
       {
         onAccess: (index, offset, len, isWrite) => {

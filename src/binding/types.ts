@@ -82,6 +82,11 @@ export interface ContextOptions {
   pcie: boolean;
   /** Offer INTx as a fallback. */
   intx: boolean;
+  /**
+   * Serve on this already-listening UNIX socket (handed over by a parent,
+   * vhost-user style --fd) instead of binding socketPath.
+   */
+  listenFd?: number;
 }
 
 export interface DmaRegionInfo {

@@ -4,6 +4,8 @@
  * name. Off by default: the NULL_TRACER's `enabled` is false and every
  * call site checks it first, so a disabled trace costs one property load.
  */
+import { mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino from 'pino';
 
 export interface MmioEvent {
@@ -75,7 +77,15 @@ export const NULL_TRACER: Tracer = {
 
 /** A tracer writing JSON lines to `dest` (a file path or a writable fd). */
 export function createTracer(dest: string | number): Tracer {
-  const stream = pino.destination({ dest, sync: false, minLength: 0, mkdir: true });
+  // Open synchronously so that close() can always flush what is buffered.
+  let fd: number;
+  if (typeof dest === 'string') {
+    mkdirSync(dirname(dest), { recursive: true });
+    fd = openSync(dest, 'w');
+  } else {
+    fd = dest;
+  }
+  const stream = pino.destination({ dest: fd, sync: false, minLength: 4096 });
   const t0 = process.hrtime.bigint();
   const log = pino(
     {
@@ -83,7 +93,8 @@ export function createTracer(dest: string | number): Tracer {
       messageKey: 'msg',
       formatters: { level: () => ({}) },
       // Microseconds since the trace started: precise, and stable to diff.
-      timestamp: () => `,"us":${Number((process.hrtime.bigint() - t0) / 1000n)}`,
+      // (First property, and no level before it: hence no leading comma.)
+      timestamp: () => `"us":${Number((process.hrtime.bigint() - t0) / 1000n)}`,
     },
     stream,
   );
@@ -98,11 +109,7 @@ export function createTracer(dest: string | number): Tracer {
     close: () => {
       if (!open) return;
       open = false;
-      try {
-        stream.flushSync();
-      } catch {
-        /* not yet open: nothing buffered */
-      }
+      stream.flushSync();
       stream.end();
     },
   };

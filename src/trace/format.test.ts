@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatTrace } from './format.ts';
+import { createTracer } from './tracer.ts';
+import { RegisterFile } from '../regs/file.ts';
+import { SPAD_BLOCK } from '../../device/x100/spad/regs.ts';
+
+function writeTrace(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'vphi-trace-')), 't.jsonl');
+  const t = createTracer(file);
+  const f = new RegisterFile('bar4', 4, 0x20000, [SPAD_BLOCK], t);
+  f.write(0x1ab20, 4, 0xc0de0000);
+  f.read(0x1ab28, 4);
+  f.read(0x1f000, 4);
+  t.cfg({ op: 'w', off: 4, size: 2, val: 6, reg: 'COMMAND' });
+  t.irq({ mode: 'msix', vector: 4, action: 'deliver', src: 'DB0' });
+  t.dma({ op: 'map', iova: '0x0', len: 4096 });
+  t.close();
+  return file;
+}
+
+describe('trace files', () => {
+  it('are one JSON object per line with a microsecond timestamp', () => {
+    const lines = readFileSync(writeTrace(), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(6);
+    expect(lines[0]).toMatchObject({ kind: 'mmio', bar: 4, op: 'w', reg: 'SPAD0', block: 'spad', val: 0xc0de0000 });
+    expect(typeof lines[0].us).toBe('number');
+    expect(lines[1].fields).toEqual({ READY: 1, APIC_ID: 0, DOWNLOAD_ADDR: 0x4000 });
+  });
+
+  it('pretty-print with names, and filter by register, block and kind', () => {
+    const text = readFileSync(writeTrace(), 'utf8');
+    const all = formatTrace(text).lines;
+    expect(all).toHaveLength(6);
+    expect(all[0]).toMatch(/mmio W bar4 0x1ab20 spad\.SPAD0 +<- 0xc0de0000/);
+    expect(all[1]).toMatch(/spad\.SPAD2 .*-> 0x04000001 \{READY DOWNLOAD_ADDR=0x4000\}/);
+    expect(all[2]).toMatch(/<unknown>/);
+    expect(all[3]).toMatch(/cfg  W 0x004 COMMAND +<- 0x0006/);
+    expect(all[4]).toMatch(/irq  msix vector 4 deliver \(DB0\)/);
+    expect(formatTrace(text, { regs: ['SPAD2'] }).lines).toHaveLength(1);
+    expect(formatTrace(text, { regs: ['SPAD*'] }).lines).toHaveLength(2);
+    expect(formatTrace(text, { blocks: ['spad'] }).lines).toHaveLength(2);
+    expect(formatTrace(text, { kinds: ['irq', 'dma'] }).lines).toHaveLength(2);
+  });
+
+  it('count malformed lines instead of failing', () => {
+    expect(formatTrace('{"kind":"mmio"}\nnot json\n').bad).toBe(1);
+  });
+});
