@@ -82,7 +82,7 @@ describe('DeviceServer over the mock binding', () => {
     s.host.writeU32(0x100010n, 0xfeedface);
     expect(new DataView(ram).getUint32(0x10, true)).toBe(0xfeedface);
     expect(() => s.host.readU32(0x80000000n)).toThrow(/without an fd/);
-    expect(logs.some((l) => /without an fd; guest RAM must be memory-backend-memfd,share=on/.test(l))).toBe(true);
+    expect(logs.some((l) => /without an fd, so the card cannot reach it; guest RAM must be memory-backend-memfd,share=on/.test(l))).toBe(true);
     m.dmaUnmap(0x100000n);
     expect(() => s.host.readU32(0x100010n)).toThrow(/no guest memory mapped/);
   });
@@ -115,5 +115,22 @@ describe('DeviceServer over the mock binding', () => {
     s.close();
     s.close();
     expect(m.closed).toBe(true);
+  });
+});
+
+describe('DMA regions without an fd', () => {
+  it('are expected for the card\'s own BARs, and an error otherwise', () => {
+    const logs: [string, string][] = [];
+    const b = new MockBinding();
+    new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock', log: (l, m) => logs.push([l, m]) });
+    const m = b.last;
+    m.config.writeUInt32LE(0xc000000c, 0x10); // BAR0: 64-bit prefetchable at 0xc0000000
+    m.config.writeUInt32LE(0, 0x14);
+    m.dmaMap(0xc0000000n, null, 0x100000);
+    m.dmaMap(0x40000000n, null, 0x100000);
+    expect(logs).toEqual([
+      ['info', 'ignoring DMA region 0xc0000000+0x100000: it is this card\'s own BAR0'],
+      ['error', expect.stringMatching(/^refusing DMA region 0x40000000\+0x100000: .*memory-backend-memfd,share=on$/)],
+    ]);
   });
 });

@@ -96,7 +96,15 @@ export class DeviceServer<D extends DeviceModel> {
         },
         onDmaMap: (info) => {
           if (!info.memory) {
-            log('error', `refusing DMA region 0x${info.iova.toString(16)}+0x${info.length.toString(16)}: it arrived without an fd; guest RAM must be memory-backend-memfd,share=on`);
+            const range = `0x${info.iova.toString(16)}+0x${info.length.toString(16)}`;
+            const bar = this.ownBarAt(info.iova);
+            if (bar >= 0) {
+              // QEMU offers every device region (our own BARs included) as a
+              // DMA target, without an fd. The card never DMAs to itself.
+              log('info', `ignoring DMA region ${range}: it is this card's own BAR${bar}`);
+            } else {
+              log('error', `refusing DMA region ${range}: it arrived without an fd, so the card cannot reach it; guest RAM must be memory-backend-memfd,share=on`);
+            }
           }
           this.host.map(info);
         },
@@ -156,6 +164,19 @@ export class DeviceServer<D extends DeviceModel> {
       this.files[index] = f;
       f.tracer = this.tracer;
     }
+  }
+
+  /** The index of our own memory BAR that starts at `iova`, or -1. */
+  private ownBarAt(iova: bigint): number {
+    for (let i = 0; i < 6; i++) {
+      const lo = this.ctx.readConfig(0x10 + 4 * i, 4);
+      if (lo & 1) continue; // I/O BAR
+      const is64 = ((lo >>> 1) & 3) === 2;
+      const base = BigInt((lo & ~0xf) >>> 0) | (is64 && i < 5 ? BigInt(this.ctx.readConfig(0x14 + 4 * i, 4)) << 32n : 0n);
+      if (base !== 0n && base === iova) return i;
+      if (is64) i++;
+    }
+    return -1;
   }
 
   close(): void {
