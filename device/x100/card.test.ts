@@ -296,3 +296,57 @@ describe('reset and boot', () => {
     expect(c.r(SPAD(2)) & 1).toBe(1);
   });
 });
+
+describe('the DMA engine inside the card', () => {
+  const CH = (ch: number, r: number) => 0x1a000 + 0x40 * ch + r;
+  const DCR = 0x1a280;
+
+  /** mic_dma_chan_setup() for channel 0 with an 8-entry ring in guest RAM at 0x20000. */
+  function setup() {
+    const c = makeCard();
+    c.env.enableMsix();
+    const ram = c.env.mapRam(0x0n, 0x100000);
+    for (let i = 0; i < 32; i++) c.w(SMPT(i), i << 2);
+    c.w(SICE0, 0xff0f);
+    c.w(SIAC0, 0xff0f);
+    c.w(MXAR(0), 1 << 8);
+    c.w(DCR, c.r(DCR) & ~(1 << 1));
+    c.w(CH(0, 0x00), c.r(CH(0, 0x00)) | (1 << 25));
+    c.w(CH(0, 0x30), 0);
+    c.w(CH(0, 0x14), 0x20000);
+    c.w(CH(0, 0x18), (1 << 26) | (8 << 4));
+    c.r(CH(0, 0x08));
+    c.w(CH(0, 0x00), c.r(CH(0, 0x00)) & ~(1 << 25));
+    c.w(DCR, c.r(DCR) | (1 << 1));
+    return { ...c, ram: Buffer.from(ram.buffer) };
+  }
+
+  it('runs a memcpy and an interrupting status descriptor, raising MSI-X through MXAR', () => {
+    const c = setup();
+    expect(c.r(CH(0, 0x2c))).toBe(0); // DCHERR
+    expect(c.r(CH(0, 0x20)) & (1 << 29)).toBe(0); // DSTAT quiesce
+    c.ram.fill(0x5a, 0x40000, 0x40000 + 4096);
+    // MEMCPY guest 0x40000 → card 0x1000, 4 KiB; then STATUS 0x77 → guest 0x30000 with bit 59.
+    c.ram.writeBigUInt64LE(0x80_0004_0000n | (BigInt(4096 / 64) << 46n), 0x20000);
+    c.ram.writeBigUInt64LE(0x1000n | (1n << 60n), 0x20008);
+    c.ram.writeBigUInt64LE(0x77n, 0x20010);
+    c.ram.writeBigUInt64LE(0x80_0003_0000n | (2n << 60n) | (1n << 59n), 0x20018);
+    c.w(CH(0, 0x04), 2); // DHPR
+    c.env.drain();
+    expect(c.card.aperture.subarray(0x1000, 0x2000).every((b) => b === 0x5a)).toBe(true);
+    expect(c.ram.readBigUInt64LE(0x30000)).toBe(0x77n);
+    expect(c.r(CH(0, 0x20)) & 0x1ffff).toBe(2);
+    expect(c.env.msixVectors()).toEqual([0]);
+  });
+
+  it('is stopped and emptied by an RGCR reset', () => {
+    const c = setup();
+    c.w(CH(0, 0x04), 3); // three NOPs (a zeroed ring)
+    c.env.drain();
+    expect(c.r(CH(0, 0x08))).toBe(3);
+    c.w(RGCR, 1);
+    expect(c.r(CH(0, 0x08))).toBe(0);
+    expect(c.r(CH(0, 0x04))).toBe(0);
+    expect(c.r(DCR)).toBe(0x55);
+  });
+});

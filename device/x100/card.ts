@@ -27,6 +27,8 @@ import { SMPT_BLOCK } from './smpt/regs.ts';
 import { Smpt } from './smpt/smpt.ts';
 import { CardAddressSpace } from './memory.ts';
 import { Bootstrap, type BootRecord } from './boot/bootstrap.ts';
+import { DMA_BLOCKS } from './dma/regs.ts';
+import { DmaEngine } from './dma/engine.ts';
 
 export interface X100Options {
   /** BAR0 size in bytes: a power of two (default 512 MiB). */
@@ -43,6 +45,7 @@ export const BAR4_BLOCKS: readonly BlockDef[] = [
   SMPT_BLOCK,
   RGCR_BLOCK,
   INTERRUPT_BLOCK,
+  ...DMA_BLOCKS,
   DOORBELL_BLOCK,
   SPAD_BLOCK,
   RDMASR_BLOCK,
@@ -67,6 +70,7 @@ export class X100Card implements DeviceModel {
   readonly smpt: Smpt;
   readonly mem: CardAddressSpace;
   readonly intc: InterruptController;
+  readonly dma: DmaEngine;
   readonly bootstrap: Bootstrap;
 
   constructor(
@@ -79,6 +83,13 @@ export class X100Card implements DeviceModel {
     this.smpt = new Smpt(this.bar4);
     this.mem = new CardAddressSpace(this.aperture, this.smpt, env.host);
     this.intc = new InterruptController(this.bar4, env.irq, (db, lo) => this.bootstrap.doorbell(db, lo));
+    this.dma = new DmaEngine({
+      regs: this.bar4,
+      mem: this.mem,
+      raise: (src) => this.intc.raise(src),
+      schedule: (fn) => env.schedule(fn),
+      tracer: env.tracer,
+    });
     this.bootstrap = new Bootstrap({
       regs: this.bar4,
       mem: this.mem,
@@ -94,6 +105,7 @@ export class X100Card implements DeviceModel {
 
   /** RGCR: stop the card's engines and clear its pending state. */
   private cardReset(): void {
+    this.dma.reset();
     for (const { def } of this.bar4.listing()) {
       if (CLEARED_ON_CARD_RESET(def.name)) this.bar4.set(def.name, def.reset);
     }
@@ -104,6 +116,7 @@ export class X100Card implements DeviceModel {
   reset(reason: string): void {
     if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'reset', reason });
     this.bar4.reset();
+    this.dma.reset();
     this.bootstrap.powerOn();
   }
 }
