@@ -82,3 +82,9 @@ Debug::NoLocking "true";
 EOF
 }
 papt() { APT_CONFIG="$PAPT/apt.conf" "$@"; }
+
+# hash_files FILE...: a short content hash of the files that exist (for stamps).
+hash_files() {
+  local f
+  for f in "$@"; do if [ -f "$f" ]; then cat "$f"; fi; done | sha256sum | cut -c1-16
+}

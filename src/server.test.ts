@@ -78,11 +78,11 @@ describe('DeviceServer over the mock binding', () => {
     const m = b.last;
     const ram = new ArrayBuffer(0x10000);
     m.dmaMap(0x100000n, ram);
-    m.dmaMap(0x80000000n, null, 0x1000);
+    m.dmaMap(0x0n, null, 0x1000);
     s.host.writeU32(0x100010n, 0xfeedface);
     expect(new DataView(ram).getUint32(0x10, true)).toBe(0xfeedface);
-    expect(() => s.host.readU32(0x80000000n)).toThrow(/without an fd/);
-    expect(logs.some((l) => /without an fd, so the card cannot reach it; guest RAM must be memory-backend-memfd,share=on/.test(l))).toBe(true);
+    expect(() => s.host.readU32(0x0n)).toThrow(/without an fd/);
+    expect(logs.some((l) => /guest RAM arrived without an fd, so the card cannot reach it; guest RAM must be memory-backend-memfd,share=on/.test(l))).toBe(true);
     m.dmaUnmap(0x100000n);
     expect(() => s.host.readU32(0x100010n)).toThrow(/no guest memory mapped/);
   });
@@ -119,7 +119,7 @@ describe('DeviceServer over the mock binding', () => {
 });
 
 describe('DMA regions without an fd', () => {
-  it('are expected for the card\'s own BARs, and an error otherwise', () => {
+  it('are expected for the card\'s own BARs and ROMs, and an error for guest RAM', () => {
     const logs: [string, string][] = [];
     const b = new MockBinding();
     new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock', log: (l, m) => logs.push([l, m]) });
@@ -127,10 +127,12 @@ describe('DMA regions without an fd', () => {
     m.config.writeUInt32LE(0xc000000c, 0x10); // BAR0: 64-bit prefetchable at 0xc0000000
     m.config.writeUInt32LE(0, 0x14);
     m.dmaMap(0xc0000000n, null, 0x100000);
-    m.dmaMap(0x40000000n, null, 0x100000);
+    m.dmaMap(0xfeb80000n, null, 0x40000);
+    m.dmaMap(0x0n, null, 0x100000);
     expect(logs).toEqual([
       ['info', 'ignoring DMA region 0xc0000000+0x100000: it is this card\'s own BAR0'],
-      ['error', expect.stringMatching(/^refusing DMA region 0x40000000\+0x100000: .*memory-backend-memfd,share=on$/)],
+      ['info', 'DMA region 0xfeb80000+0x40000 arrived without an fd: the card cannot reach it'],
+      ['error', expect.stringMatching(/^refusing DMA region 0x0\+0x100000: .*memory-backend-memfd,share=on$/)],
     ]);
   });
 });

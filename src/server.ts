@@ -102,8 +102,13 @@ export class DeviceServer<D extends DeviceModel> {
               // QEMU offers every device region (our own BARs included) as a
               // DMA target, without an fd. The card never DMAs to itself.
               log('info', `ignoring DMA region ${range}: it is this card's own BAR${bar}`);
+            } else if (info.iova === 0n) {
+              // Low guest RAM starts at bus address 0: without an fd, the VM was
+              // started without shared memory and the card can reach none of it.
+              log('error', `refusing DMA region ${range}: guest RAM arrived without an fd, so the card cannot reach it; guest RAM must be memory-backend-memfd,share=on`);
             } else {
-              log('error', `refusing DMA region ${range}: it arrived without an fd, so the card cannot reach it; guest RAM must be memory-backend-memfd,share=on`);
+              // ROMs and device memory arrive this way on every boot.
+              log('info', `DMA region ${range} arrived without an fd: the card cannot reach it`);
             }
           }
           this.host.map(info);

@@ -1,0 +1,99 @@
+// Guest memory the client maps for DMA: handed to JavaScript as external
+// ArrayBuffers over libvfio-user's own mapping, detached before it is unmapped.
+#include <inttypes.h>
+#include <stdio.h>
+
+#include <algorithm>
+
+#include "context.h"
+#include "internal.h"
+
+namespace vphi {
+
+void DmaRegisterThunk(vfu_ctx_t* vfu, vfu_dma_info_t* info) { Context::From(vfu)->DmaRegister(info); }
+
+void DmaUnregisterThunk(vfu_ctx_t* vfu, vfu_dma_info_t* info) {
+  Context::From(vfu)->DmaUnregister(info);
+}
+
+namespace {
+std::string Range(uint64_t iova, size_t length) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "[%#" PRIx64 ", %#" PRIx64 ")", iova, iova + length);
+  return buf;
+}
+}  // namespace
+
+void Context::DmaRegister(vfu_dma_info_t* info) {
+  const uint64_t iova = reinterpret_cast<uintptr_t>(info->iova.iov_base);
+  const size_t length = info->iova.iov_len;
+  for (const DmaEntry& e : dma_) {
+    if (e.iova == iova && e.length == length) {
+      // libvfio-user accepts an identical re-map and calls us again.
+      Emit(LOG_DEBUG, "vphi: DMA region " + Range(iova, length) + " mapped again; ignored");
+      return;
+    }
+  }
+  DmaEntry entry;
+  entry.iova = iova;
+  entry.length = length;
+  // A region without an fd (ROMs, VGA memory, BARs; guest RAM only if the
+  // VM lacks shared memory) reaches JS with memory null: the policy of
+  // what to say about it lives in TypeScript (src/server.ts).
+  std::string error;
+  bool ok = Invoke(&error, [&]() {
+    Napi::Value memory = env_.Null();
+    if (info->vaddr != nullptr) {
+      // External and unowned: libvfio-user unmaps it after DmaUnregister.
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env_, info->vaddr, length);
+      entry.memory = Napi::Persistent(ab);
+      memory = ab;
+    }
+    Napi::Object o = Napi::Object::New(env_);
+    o.Set("iova", Napi::BigInt::New(env_, iova));
+    o.Set("length", Napi::Number::New(env_, static_cast<double>(length)));
+    o.Set("prot", Napi::Number::New(env_, info->prot));
+    o.Set("memory", memory);
+    dma_.push_back(std::move(entry));
+    napi_value args[1] = {o};
+    onDmaMap_.Call(callbacks_.Value(), 1, args);
+  });
+  if (!ok && !error.empty()) ReportJsError("onDmaMap", error);
+}
+
+void Context::DmaUnregister(vfu_dma_info_t* info) {
+  const uint64_t iova = reinterpret_cast<uintptr_t>(info->iova.iov_base);
+  const size_t length = info->iova.iov_len;
+  auto it = std::find_if(dma_.begin(), dma_.end(), [&](const DmaEntry& e) {
+    return e.iova == iova && e.length == length;
+  });
+
+  // First tell JS, so it stops using the region...
+  std::string error;
+  if (!Invoke(&error, [&]() {
+        napi_value args[2] = {Napi::BigInt::New(env_, iova),
+                              Napi::Number::New(env_, static_cast<double>(length))};
+        onDmaUnmap_.Call(callbacks_.Value(), 2, args);
+      }) &&
+      !error.empty()) {
+    ReportJsError("onDmaUnmap", error);
+  }
+  if (it == dma_.end()) return;
+
+  // ...then detach the ArrayBuffer: any view JS still holds now has length 0
+  // and can never reach the mapping libvfio-user is about to unmap.
+  if (!it->memory.IsEmpty()) {
+    try {
+      Napi::HandleScope scope(env_);
+      it->memory.Value().Detach();
+    } catch (const std::exception& e) {
+      CallLog(LOG_CRIT, ("vphi: cannot detach the ArrayBuffer of DMA region " +
+                         Range(iova, length) + ": " + e.what())
+                            .c_str());
+    }
+    it->memory.Reset();
+  }
+  dma_.erase(it);
+}
+
+}  // namespace vphi

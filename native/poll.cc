@@ -1,0 +1,429 @@
+// Driving libvfio-user from the libuv loop without ever blocking it.
+//
+// Two polls: the listening socket (always, so that a second client can be
+// refused while one is attached) and the connection (while attached).
+// libvfio-user's vfu_get_poll_fd() returns the listening fd before attach and
+// the connection fd after; it keeps the listening fd open until destroy, and
+// after a disconnect (vfu_run_ctx: ENOTCONN) vfu_attach_ctx accepts anew.
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "context.h"
+#include "internal.h"
+
+namespace vphi {
+
+namespace {
+
+// Requests served per wakeup before yielding to the loop (the poll is
+// level-triggered, so the rest follows on the next iteration).
+constexpr int kMaxRequestsPerWakeup = 256;
+// How long a refused client may take to send its first message header.
+constexpr uint64_t kRefusalTimeoutMs = 1000;
+
+uv_loop_t* LoopOf(napi_env env) {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  return loop;
+}
+
+// Reads what a refused client sent first; if it is a message header, answers
+// it with an EBUSY error reply. True once done (the fd may be closed).
+bool AnswerRefused(int fd) {
+  struct vfio_user_header hdr;
+  ssize_t n = recv(fd, &hdr, sizeof hdr, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+  if (n != static_cast<ssize_t>(sizeof hdr)) return true;  // EOF, error or junk
+  // Drain the rest of the message so that closing does not reset the
+  // connection before the client has read our reply.
+  char sink[4096];
+  size_t rest = hdr.msg_size > sizeof hdr ? hdr.msg_size - sizeof hdr : 0;
+  while (rest > 0) {
+    ssize_t m = recv(fd, sink, std::min(rest, sizeof sink), MSG_DONTWAIT);
+    if (m <= 0) break;
+    rest -= static_cast<size_t>(m);
+  }
+  struct vfio_user_header reply;
+  memset(&reply, 0, sizeof reply);
+  reply.msg_id = hdr.msg_id;
+  reply.cmd = hdr.cmd;
+  reply.msg_size = sizeof reply;
+  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
+  reply.flags.error = 1;
+  reply.error_no = EBUSY;
+  (void)!send(fd, &reply, sizeof reply, MSG_DONTWAIT | MSG_NOSIGNAL);
+  return true;
+}
+
+}  // namespace
+
+struct Poll {
+  uv_poll_t handle;
+  Context* owner;
+};
+
+// A refused connection waiting (briefly) for its first message header.
+struct Refusal {
+  uv_poll_t poll;
+  uv_timer_t timer;
+  int fd = -1;
+  int openHandles = 0;
+  Context* owner = nullptr;
+  bool done = false;
+};
+
+namespace {
+
+void FreePoll(uv_handle_t* h) { delete static_cast<Poll*>(h->data); }
+
+// At environment teardown (worker exit) the addon may be unloaded before the
+// loop runs close callbacks, so none may point into it: the few bytes of the
+// handles are leaked instead.
+void ClosePoll(Poll* p, bool teardown) {
+  if (p == nullptr) return;
+  p->owner = nullptr;
+  uv_poll_stop(&p->handle);
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), teardown ? nullptr : FreePoll);
+}
+
+void RefusalHandleClosed(uv_handle_t* h) {
+  Refusal* r = static_cast<Refusal*>(h->data);
+  if (--r->openHandles == 0) delete r;
+}
+
+// Closes the connection and both handles; the struct frees itself (except at
+// teardown, see ClosePoll).
+void FinishRefusal(Refusal* r, bool teardown = false) {
+  if (r->done) return;
+  r->done = true;
+  uv_poll_stop(&r->poll);
+  uv_timer_stop(&r->timer);
+  if (r->fd >= 0) close(r->fd);
+  r->fd = -1;
+  uv_close_cb cb = teardown ? nullptr : RefusalHandleClosed;
+  uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&r->timer), cb);
+  if (r->owner != nullptr) r->owner->OnRefusalDone(r);
+}
+
+void OnListenEvent(uv_poll_t* h, int, int) {
+  Poll* p = static_cast<Poll*>(h->data);
+  if (p->owner != nullptr) p->owner->OnListenReadable();
+}
+
+void OnConnEvent(uv_poll_t* h, int, int) {
+  // Errors and hang-ups too: vfu_run_ctx then sees the disconnect.
+  Poll* p = static_cast<Poll*>(h->data);
+  if (p->owner != nullptr) p->owner->OnConnReadable();
+}
+
+void OnRefusalReadable(uv_poll_t* h, int status, int) {
+  Refusal* r = static_cast<Refusal*>(h->data);
+  if (status < 0 || AnswerRefused(r->fd)) FinishRefusal(r);
+}
+
+void OnRefusalTimeout(uv_timer_t* t) { FinishRefusal(static_cast<Refusal*>(t->data)); }
+
+}  // namespace
+
+template <typename F>
+void Context::Dispatch(F&& fn) {
+  try {
+    if (!jsAlive_) {
+      fn();
+      return;
+    }
+    Napi::HandleScope handles(env_);
+    napi_callback_scope scope = nullptr;
+    napi_open_callback_scope(env_, Value(), asyncContext_, &scope);
+    fn();
+    // Runs nextTicks and promise jobs queued by the callbacks.
+    if (scope != nullptr) napi_close_callback_scope(env_, scope);
+  } catch (...) {
+    // Nothing may unwind into libuv.
+  }
+}
+
+// ---- the attach watchdog
+//
+// vfu_attach_ctx accepts the connection and then reads the client's VERSION
+// message with a blocking recv(), all in one call: a client that connects
+// and says nothing would block the loop for good. Socket timeouts cannot
+// help (an accepted AF_UNIX socket does not inherit SO_RCVTIMEO, and the
+// fd only exists inside the call), so a one-shot timer signals this thread
+// after kSocketTimeoutMs: the handler does nothing, but it is installed
+// without SA_RESTART, so the recv() fails with EINTR and the attach fails.
+// The timer is armed only around vfu_attach_ctx, during which no JavaScript
+// runs (its log lines are deferred), so no other syscall can see the EINTR.
+
+namespace {
+
+int WatchdogSignal() { return SIGRTMAX - 3; }
+
+void WatchdogHandler(int) {}
+
+bool InstallWatchdogHandler() {
+  static const bool installed = [] {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = WatchdogHandler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: interrupt the blocked recv()
+    return sigaction(WatchdogSignal(), &sa, nullptr) == 0;
+  }();
+  return installed;
+}
+
+}  // namespace
+
+void Context::CreateWatchdog() {
+  if (!InstallWatchdogHandler()) throw std::runtime_error("sigaction: " + ErrnoText(errno));
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = WatchdogSignal();
+  sev._sigev_un._tid = gettid();  // this (the loop's) thread only
+  if (timer_create(CLOCK_MONOTONIC, &sev, &watchdog_) != 0) {
+    throw std::runtime_error("timer_create: " + ErrnoText(errno));
+  }
+  watchdogCreated_ = true;
+}
+
+void Context::DeleteWatchdog() {
+  if (watchdogCreated_) timer_delete(watchdog_);
+  watchdogCreated_ = false;
+}
+
+int Context::AttachWithDeadline(int* err) {
+  sigset_t sig, old;
+  sigemptyset(&sig);
+  sigaddset(&sig, WatchdogSignal());
+  pthread_sigmask(SIG_UNBLOCK, &sig, &old);
+  struct itimerspec arm;
+  memset(&arm, 0, sizeof arm);
+  arm.it_value.tv_sec = kSocketTimeoutMs / 1000;
+  arm.it_value.tv_nsec = (kSocketTimeoutMs % 1000) * 1000000L;
+  timer_settime(watchdog_, 0, &arm, nullptr);
+
+  // No VfuGuard: no JavaScript runs in here, so nothing can ask to close.
+  deferLogs_ = true;
+  const int rc = vfu_attach_ctx(vfu_);
+  *err = errno;
+  deferLogs_ = false;
+
+  // Disarm. A signal that fired meanwhile is delivered no later than on the
+  // return from this call, into the no-op handler.
+  struct itimerspec disarm;
+  memset(&disarm, 0, sizeof disarm);
+  timer_settime(watchdog_, 0, &disarm, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+
+  std::vector<std::pair<int, std::string>> logs;
+  logs.swap(deferredLogs_);
+  for (const auto& l : logs) CallLog(l.first, l.second.c_str());
+  return rc;
+}
+
+// ---- polls
+
+void Context::StartListening() {
+  CreateWatchdog();
+  listenFd_ = vfu_get_poll_fd(vfu_);
+  if (listenFd_ < 0) throw std::runtime_error("vfu_get_poll_fd: " + ErrnoText(errno));
+  Poll* p = new Poll{};
+  p->owner = this;
+  p->handle.data = p;
+  int rc = uv_poll_init(LoopOf(env_), &p->handle, listenFd_);
+  if (rc != 0) {
+    delete p;
+    throw std::runtime_error(std::string("uv_poll_init: ") + uv_strerror(rc));
+  }
+  listenPoll_ = p;
+  rc = uv_poll_start(&p->handle, UV_READABLE, OnListenEvent);
+  if (rc != 0) throw std::runtime_error(std::string("uv_poll_start: ") + uv_strerror(rc));
+}
+
+void Context::StartConnPoll() {
+  int fd = vfu_get_poll_fd(vfu_);
+  Poll* p = new Poll{};
+  p->owner = this;
+  p->handle.data = p;
+  int rc = uv_poll_init(LoopOf(env_), &p->handle, fd);
+  // uv_poll_init made the socket non-blocking; libvfio-user needs it
+  // blocking (it reads message bodies and sends replies in one call, and
+  // treats a short send as a reset). Header reads use MSG_DONTWAIT anyway.
+  if (rc == 0) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    // A client that stalls mid-message cannot hold the loop for longer.
+    struct timeval tv = {kSocketTimeoutMs / 1000, (kSocketTimeoutMs % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    rc = uv_poll_start(&p->handle, UV_READABLE | UV_DISCONNECT, OnConnEvent);
+  }
+  if (rc != 0) {
+    Emit(LOG_ERR, std::string("vphi: cannot poll the vfio-user connection: ") + uv_strerror(rc));
+    ClosePoll(p, !jsAlive_);
+    return;
+  }
+  connPoll_ = p;
+}
+
+void Context::StopConnPoll() {
+  ClosePoll(connPoll_, !jsAlive_);
+  connPoll_ = nullptr;
+}
+
+void Context::StopAllPolls() {
+  StopConnPoll();
+  ClosePoll(listenPoll_, !jsAlive_);
+  listenPoll_ = nullptr;
+  for (Refusal* r : std::vector<Refusal*>(refusals_)) {
+    r->owner = nullptr;
+    FinishRefusal(r, !jsAlive_);
+  }
+  refusals_.clear();
+}
+
+void Context::OnListenReadable() {
+  if (closed_ || closeRequested_) return;
+  Dispatch([&]() {
+    if (attached_) {
+      Refuse();
+      return;
+    }
+    int err = 0;
+    const int rc = AttachWithDeadline(&err);
+    if (closed_) return;
+    if (rc == 0) {
+      attached_ = true;
+      StartConnPoll();
+      std::string error;
+      if (!Invoke(&error, [&]() {
+            napi_value args[1] = {Napi::Boolean::New(env_, true)};
+            onConnection_.Call(callbacks_.Value(), 1, args);
+          }) &&
+          !error.empty()) {
+        ReportJsError("onConnection", error);
+      }
+      return;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) return;  // it left before accept
+    if (err == EINTR) {
+      Emit(LOG_ERR, "vphi: a client connected to " + endpoint_ +
+                        " but did not send its vfio-user version within " +
+                        std::to_string(kSocketTimeoutMs) + " ms; dropped");
+      return;
+    }
+    Emit(LOG_ERR, "vphi: a client connected to " + endpoint_ +
+                      " but attaching it failed: " + ErrnoText(err));
+  });
+}
+
+void Context::OnConnReadable() {
+  if (closed_ || closeRequested_ || !attached_) return;
+  Dispatch([&]() {
+    RunRequests();
+    // One batch served: the caller may retry what waited for the client.
+    if (closed_ || closeRequested_ || onPoll_.IsEmpty()) return;
+    std::string error;
+    if (!Invoke(&error, [&]() { onPoll_.Call(callbacks_.Value(), 0, nullptr); }) &&
+        !error.empty()) {
+      ReportJsError("onPoll", error);
+    }
+  });
+}
+
+void Context::RunRequests() {
+  for (int i = 0; i < kMaxRequestsPerWakeup; i++) {
+    if (closed_ || closeRequested_ || !attached_) return;
+    int rc, err;
+    {
+      VfuGuard guard(this);
+      rc = vfu_run_ctx(vfu_);
+      err = errno;
+    }
+    if (closed_) return;
+    if (rc > 0) continue;  // one request served; there may be more
+    if (rc == 0) return;   // nothing pending
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == ENOTCONN || err == ECONNRESET) {
+      Disconnected();
+      return;
+    }
+    Emit(LOG_ERR, "vphi: serving a vfio-user request failed: " + ErrnoText(err));
+    return;
+  }
+}
+
+// The client went away; libvfio-user has already unregistered its DMA
+// regions, reset the device (LOST_CONN), dropped the eventfds and closed the
+// connection. Back to listening (the listen poll never stopped).
+void Context::Disconnected() {
+  attached_ = false;
+  StopConnPoll();
+  std::string error;
+  if (!Invoke(&error, [&]() {
+        napi_value args[1] = {Napi::Boolean::New(env_, false)};
+        onConnection_.Call(callbacks_.Value(), 1, args);
+      }) &&
+      !error.empty()) {
+    ReportJsError("onConnection", error);
+  }
+}
+
+// A second client while one is attached: accept it ourselves, answer its
+// first message with EBUSY if it comes quickly, and close it.
+void Context::Refuse() {
+  int fd = accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+      Emit(LOG_ERR, "vphi: accept on " + endpoint_ + ": " + ErrnoText(errno));
+    }
+    return;
+  }
+  const std::string reason = "a client is already attached to " + endpoint_;
+  std::string error;
+  if (!Invoke(&error, [&]() {
+        napi_value args[1] = {Napi::String::New(env_, reason)};
+        onRefused_.Call(callbacks_.Value(), 1, args);
+      }) &&
+      !error.empty()) {
+    ReportJsError("onRefused", error);
+  }
+  if (AnswerRefused(fd)) {
+    close(fd);
+    return;
+  }
+  Refusal* r = new Refusal();
+  r->fd = fd;
+  r->owner = this;
+  r->poll.data = r;
+  r->timer.data = r;
+  uv_loop_t* loop = LoopOf(env_);
+  if (uv_poll_init(loop, &r->poll, fd) != 0) {
+    close(fd);
+    delete r;
+    return;
+  }
+  uv_timer_init(loop, &r->timer);
+  r->openHandles = 2;
+  refusals_.push_back(r);
+  uv_poll_start(&r->poll, UV_READABLE | UV_DISCONNECT, OnRefusalReadable);
+  uv_timer_start(&r->timer, OnRefusalTimeout, kRefusalTimeoutMs, 0);
+}
+
+void Context::OnRefusalDone(Refusal* r) {
+  refusals_.erase(std::remove(refusals_.begin(), refusals_.end(), r), refusals_.end());
+}
+
+}  // namespace vphi

@@ -1,0 +1,233 @@
+/**
+ * npm run bench: figures measured side by side in one run, printed as
+ * ratios. Not a test: nothing here asserts a time.
+ *
+ * 1. Trapped BAR read round trip: vphi (BAR4 SPAD0) against libvfio-user's
+ *    own C sample server (BAR0), built from the same source, with the same
+ *    client (scripts/bench/vfu-rtt.c) and the same access pattern (8-byte
+ *    reads). vphi is measured with tracing off and on.
+ * 2. Copy bandwidth through fd-mapped guest memory (the guest RAM QEMU maps
+ *    into vphi) against Buffer.copy between two Node buffers, for 4 KiB,
+ *    1 MiB and 16 MiB.
+ * 3. DMA engine throughput with (1 MiB - 64 B) descriptors, guest RAM → card
+ *    and card → guest RAM, against Buffer.copy of the same sizes; and the
+ *    same transfer driven end to end by the guest's vphi-dma program.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT, debianKernel } from '../src/qemu/kernel.ts';
+import { startCard } from '../src/cli/serve.ts';
+import { startQemu } from '../src/qemu/run.ts';
+import { buildTestInitramfs, runGuest } from '../guest-tests/guest.ts';
+import type { DeviceServer } from '../src/server.ts';
+import type { X100Card } from '../device/x100/card.ts';
+
+const LVU = join(REPO_ROOT, '.cache/lvu');
+const BENCH = join(REPO_ROOT, '.cache/bench');
+const READS = Number(process.env.VPHI_BENCH_READS ?? 20000);
+
+function line(s = ''): void {
+  process.stdout.write(s + '\n');
+}
+
+function fmtRate(bytesPerSec: number): string {
+  return bytesPerSec >= 1e9 ? `${(bytesPerSec / 1e9).toFixed(2)} GB/s` : `${(bytesPerSec / 1e6).toFixed(1)} MB/s`;
+}
+
+function vfuRtt(): string {
+  mkdirSync(BENCH, { recursive: true });
+  const out = join(BENCH, 'vfu-rtt');
+  const src = join(REPO_ROOT, 'scripts/bench/vfu-rtt.c');
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
+    execFileSync('gcc', ['-O2', '-Wall', '-Werror', `-I${LVU}/prefix/include`, '-o', out, src]);
+  }
+  return out;
+}
+
+async function waitForSocket(path: string, proc: ChildProcess): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (existsSync(path)) return;
+    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode})`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no socket at ${path}`);
+}
+
+async function rtt(server: string[], region: number, offset: number, sock: string): Promise<number> {
+  const proc = spawn(server[0], server.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (d) => (err += d));
+  try {
+    await waitForSocket(sock, proc);
+    const out = execFileSync(vfuRtt(), [sock, String(region), `0x${offset.toString(16)}`, '8', String(READS)], { encoding: 'utf8' });
+    return (JSON.parse(out) as { mean_ns: number }).mean_ns;
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${err}`);
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+  }
+}
+
+async function benchRtt(dir: string): Promise<void> {
+  line('1. Trapped BAR read round trip (8-byte reads, same client, separate server processes)');
+  const sample = join(LVU, 'build/samples/server');
+  const vphi = join(REPO_ROOT, 'bin/vphi');
+  const c = await rtt([sample, join(dir, 'c.sock')], 0, 0, join(dir, 'c.sock'));
+  const v = await rtt([vphi, 'serve', '--socket-path', join(dir, 'v.sock')], 4, 0x1ab20, join(dir, 'v.sock'));
+  const vt = await rtt([vphi, 'serve', '--socket-path', join(dir, 't.sock'), '--trace', join(dir, 't.jsonl')], 4, 0x1ab20, join(dir, 't.sock'));
+  line(`   libvfio-user C sample server (BAR0):  ${(c / 1000).toFixed(1)} µs`);
+  line(`   vphi (BAR4 SPAD0), trace off:         ${(v / 1000).toFixed(1)} µs   ratio vphi/C = ${(v / c).toFixed(2)}`);
+  line(`   vphi (BAR4 SPAD0), trace on:          ${(vt / 1000).toFixed(1)} µs   ratio trace-on/off = ${(vt / v).toFixed(2)}`);
+}
+
+/** Mean seconds per call of fn over at least `minMs` and `minIter` calls. */
+function time(fn: () => void, minMs = 300, minIter = 5): number {
+  fn();
+  let n = 0;
+  const t0 = process.hrtime.bigint();
+  let el = 0;
+  while (n < minIter || el < minMs * 1e6) {
+    fn();
+    n++;
+    el = Number(process.hrtime.bigint() - t0);
+  }
+  return el / 1e9 / n;
+}
+
+interface Session {
+  server: DeviceServer<X100Card>;
+  stop(): Promise<void>;
+}
+
+/** The card in this process and an idle Debian guest, so guest RAM is mapped. */
+async function session(dir: string): Promise<Session> {
+  const socketPath = join(dir, 'card.sock');
+  const server = startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  const initrd = await buildTestInitramfs([]);
+  const q = startQemu(
+    { kernel: debianKernel(), initrd, append: 'vphi.tests=sleep,600', memoryMiB: 1024, socketPath },
+    { timeoutMs: 900_000 },
+  );
+  await q.waitFor(/VPHI-GUEST-START/, 120_000);
+  return {
+    server,
+    stop: async () => {
+      q.kill();
+      await q.exited;
+      server.close();
+    },
+  };
+}
+
+function ramRegion(s: Session): { iova: bigint; length: number } {
+  const r = s.server.host.list().filter((x) => x.usable).sort((a, b) => b.length - a.length)[0];
+  if (!r) throw new Error('no fd-mapped guest RAM');
+  return r;
+}
+
+function benchCopy(s: Session): void {
+  line('2. Copy bandwidth: fd-mapped guest RAM → card memory (memfd) against Buffer.copy');
+  const ram = ramRegion(s);
+  const ap = s.server.device.aperture;
+  for (const size of [4096, 1 << 20, 16 << 20]) {
+    const src = s.server.host.view(ram.iova + 0x1000000n, size);
+    const a = Buffer.alloc(size, 1);
+    const b = Buffer.alloc(size);
+    const tv = time(() => ap.set(src, 0x100000));
+    const tb = time(() => a.copy(b));
+    const label = size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`;
+    line(`   ${label.padEnd(7)} guest RAM: ${fmtRate(size / tv).padStart(11)}   Buffer.copy: ${fmtRate(size / tb).padStart(11)}   ratio ${(tb / tv).toFixed(2)}`);
+  }
+}
+
+const CH = (ch: number, r: number) => 0x1a000 + 0x40 * ch + r;
+const DCR = 0x1a280;
+
+/** Drive channel 0 as mic_x100_dma does, ring in card memory, and time `total` bytes. */
+function benchEngine(s: Session): void {
+  line('3. DMA engine, (1 MiB - 64 B) descriptors, run to completion in-process, against Buffer.copy');
+  const card = s.server.device;
+  const w = (o: number, v: number) => card.bar4.write(o, 4, v);
+  const r = (o: number) => card.bar4.read(o, 4);
+  const ram = ramRegion(s);
+  for (let i = 0; i < 32; i++) w(0x13100 + 4 * i, i << 2);
+  const RING = 0x1000000; // GDDR
+  const N = 1024;
+  const DESC = (1 << 20) - 64;
+  const COUNT = 64; // 64 MiB per run
+  w(DCR, r(DCR) & ~2);
+  w(CH(0, 0x14), RING);
+  w(CH(0, 0x18), N << 4); // ring in GDDR
+  w(DCR, r(DCR) | 2);
+  let head = r(CH(0, 0x08));
+  const hostBase = 0x80_0000_0000n + ram.iova + 0x1000000n;
+  const cardBase = 0x2000000;
+  const run = (toCard: boolean) => {
+    for (let i = 0; i < COUNT; i++) {
+      const src = toCard ? hostBase + BigInt(i * DESC) : BigInt(cardBase + i * DESC);
+      const dst = toCard ? BigInt(cardBase + i * DESC) : hostBase + BigInt(i * DESC);
+      const slot = RING + 16 * head;
+      card.aperture.writeBigUInt64LE(src | (BigInt(DESC / 64) << 46n), slot);
+      card.aperture.writeBigUInt64LE(dst | (1n << 60n), slot + 8);
+      head = (head + 1) % N;
+    }
+    w(CH(0, 0x04), head);
+    // Busy-poll DSTAT as dma_sync_wait() does; each read runs the engine.
+    while ((r(CH(0, 0x20)) & 0x1ffff) !== head) {
+      /* poll */
+    }
+  };
+  // The same footprint as the engine's run: COUNT distinct chunks, not one cache-hot buffer.
+  const a = Buffer.alloc(COUNT * DESC, 1);
+  const b = Buffer.alloc(COUNT * DESC);
+  const tb = time(() => {
+    for (let i = 0; i < COUNT; i++) a.copy(b, i * DESC, i * DESC, (i + 1) * DESC);
+  });
+  for (const toCard of [true, false]) {
+    const t = time(() => run(toCard));
+    line(`   ${toCard ? 'guest RAM → card' : 'card → guest RAM'}: ${fmtRate((COUNT * DESC) / t).padStart(11)}   Buffer.copy: ${fmtRate((COUNT * DESC) / tb).padStart(11)}   ratio ${(tb / t).toFixed(2)}`);
+  }
+  if (r(CH(0, 0x2c))) line(`   (DCHERR0 = 0x${r(CH(0, 0x2c)).toString(16)}: the run had an error)`);
+}
+
+async function benchGuest(dir: string): Promise<void> {
+  line('4. The same transfers driven by the guest (vphi-dma bench: TCG guest, real vfio-user path)');
+  const socketPath = join(dir, 'g.sock');
+  const server = startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  try {
+    const res = await runGuest({ socketPath, tests: ['vphi-dma bench'], memoryMiB: 1024, timeoutMs: 300_000 });
+    const lines = res.lines.filter((l) => /# bench /.test(l)).map((l) => l.replace(/^\s*# bench /, ''));
+    if (!lines.length) line('   (vphi-dma printed no bench lines)');
+    for (const l of lines) line(`   ${l}`);
+  } finally {
+    server.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'vphi-bench-'));
+  try {
+    await benchRtt(dir);
+    line();
+    const s = await session(dir);
+    try {
+      benchCopy(s);
+      line();
+      benchEngine(s);
+    } finally {
+      await s.stop();
+    }
+    line();
+    if (existsSync(join(REPO_ROOT, 'guest-tests/vphi-dma.c'))) await benchGuest(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).message}\n`);
+  process.exitCode = 1;
+});

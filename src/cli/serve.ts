@@ -1,0 +1,58 @@
+/**
+ * `vphi serve`: the card alone, on a vfio-user socket, until SIGINT/SIGTERM.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadNativeBinding } from '../binding/native.ts';
+import { DeviceServer } from '../server.ts';
+import { createTracer, NULL_TRACER } from '../trace/tracer.ts';
+import { x100Spec, type X100Card } from '../../device/x100/card.ts';
+import { UsageError } from './args.ts';
+
+export interface ServeOptions {
+  socketPath?: string;
+  /** An already-listening UNIX socket handed over by the parent (vhost-user style). */
+  fd?: number;
+  apertureSize?: number;
+  trace?: string;
+  verbose: boolean;
+}
+
+export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+export function stderrLogger(verbose: boolean): Logger {
+  return (level, msg) => {
+    if (level === 'info' && !verbose) return;
+    process.stderr.write(`vphi: ${level === 'info' ? '' : `${level}: `}${msg}\n`);
+  };
+}
+
+/** Start the x100 card on a socket; throws a UsageError for bad settings. */
+export function startCard(o: ServeOptions, log: Logger): DeviceServer<X100Card> {
+  let spec;
+  try {
+    spec = x100Spec({ apertureSize: o.apertureSize });
+  } catch (e) {
+    throw new UsageError(`--aperture: ${(e as Error).message}`);
+  }
+  const tracer = o.trace ? createTracer(o.trace) : NULL_TRACER;
+  const socketPath = o.socketPath ?? join(mkdtempSync(join(tmpdir(), 'vphi-fd-')), 'placeholder.sock');
+  return new DeviceServer(loadNativeBinding(), { ...spec, listenFd: o.fd }, { socketPath, tracer, log });
+}
+
+export async function serve(o: ServeOptions): Promise<number> {
+  const log = stderrLogger(o.verbose);
+  const server = startCard(o, log);
+  process.stderr.write(
+    `vphi: serving an Intel Xeon Phi x100 (8086:225c) on ${o.fd !== undefined ? `fd ${o.fd}` : o.socketPath}` +
+      `${o.trace ? `, tracing to ${o.trace}` : ''}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  server.close();
+  return 0;
+}
