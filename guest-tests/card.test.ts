@@ -5,7 +5,7 @@
  * Skipped without the native addon or the guest kernel (run scripts/setup).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nativeAvailable } from '../src/binding/native.ts';
@@ -28,7 +28,7 @@ describe.skipIf(!ready)('vphi-probe against the card', () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'vphi-card-test-'));
     socketPath = join(dir, 'card.sock');
-    server = startCard({ socketPath, apertureSize: APERTURE, verbose: false }, () => {});
+    server = startCard({ socketPath, apertureSize: APERTURE, trace: join(dir, 'trace.jsonl'), verbose: false }, () => {});
   });
   afterAll(() => {
     server?.close();
@@ -57,6 +57,21 @@ describe.skipIf(!ready)('vphi-probe against the card', () => {
     expect(findResult(r.ktap, 'vphi-probe', 'find-device')?.diagnostics.join()).toMatch(/8086:225c at 0000:01:00\.0/);
 
     expect(spads).toEqual(Array.from({ length: 16 }, (_, i) => (0xc0de0000 | i) >>> 0));
+
+    // The trace names what the guest touched: config space and BAR4 registers.
+    server.close();
+    const events = readFileSync(join(dir, 'trace.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const mmio = events.filter((e) => e.kind === 'mmio');
+    for (let i = 0; i < 16; i++) {
+      expect(mmio.some((e) => e.op === 'w' && e.reg === `SPAD${i}` && e.block === 'spad' && e.val === (0xc0de0000 | i) >>> 0), `SPAD${i} write`).toBe(true);
+      expect(mmio.some((e) => e.op === 'r' && e.reg === `SPAD${i}`), `SPAD${i} read`).toBe(true);
+    }
+    const cfg = events.filter((e) => e.kind === 'cfg');
+    for (const reg of ['VENDOR_ID', 'DEVICE_ID', 'COMMAND', 'BAR0', 'BAR4', 'MSIX.CTRL']) {
+      expect(cfg.some((e) => e.reg === reg), `config ${reg}`).toBe(true);
+    }
+    expect(events.some((e) => e.kind === 'conn' && e.attached === true)).toBe(true);
+    expect(events.some((e) => e.kind === 'dma' && e.op === 'map')).toBe(true);
     expect(pattern).toBeDefined();
     for (let i = 0; i < 4096; i++) {
       if (pattern![i] !== ((i * 7 + 3) & 0xff)) throw new Error(`aperture byte 0x${(PATTERN_AT + i).toString(16)} is ${pattern![i]}`);
