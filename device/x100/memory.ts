@@ -82,22 +82,7 @@ export class CardAddressSpace {
   /** Copy `len` bytes from card address `src` to card address `dst`. */
   copy(dst: bigint, src: bigint, len: number): void {
     if (len === 0) return;
-    const from = this.segments(src, len, false);
-    const to = this.segments(dst, len, true);
-    if (from.length === 1 && to.length === 1) {
-      to[0].view.set(from[0].view);
-      return;
-    }
-    // Rare: a range crossing a 16 GiB page. Walk both segment lists.
-    let fi = 0, fo = 0, ti = 0, to_ = 0;
-    while (fi < from.length && ti < to.length) {
-      const fv = from[fi].view, tv = to[ti].view;
-      const n = Math.min(fv.byteLength - fo, tv.byteLength - to_);
-      tv.set(fv.subarray(fo, fo + n), to_);
-      fo += n; to_ += n;
-      if (fo === fv.byteLength) { fi++; fo = 0; }
-      if (to_ === tv.byteLength) { ti++; to_ = 0; }
-    }
+    copySegments(this.segments(dst, len, true), this.segments(src, len, false));
   }
 
   readU64(addr: bigint): bigint {
@@ -118,5 +103,27 @@ export class CardAddressSpace {
       o += s.view.byteLength;
     }
     return out;
+  }
+}
+
+/**
+ * Copy between two segment lists covering the same number of bytes: one
+ * TypedArray.set() per overlapping piece (a single one in the common case
+ * where neither side crosses a 16 GiB SMPT page).
+ */
+export function copySegments(to: Segment[], from: Segment[]): void {
+  if (to.length === 1 && from.length === 1) {
+    to[0].view.set(from[0].view);
+    return;
+  }
+  let fi = 0, fo = 0, ti = 0, tOff = 0;
+  while (fi < from.length && ti < to.length) {
+    const fv = from[fi].view, tv = to[ti].view;
+    const n = Math.min(fv.byteLength - fo, tv.byteLength - tOff);
+    tv.set(fv.subarray(fo, fo + n), tOff);
+    fo += n;
+    tOff += n;
+    if (fo === fv.byteLength) { fi++; fo = 0; }
+    if (tOff === tv.byteLength) { ti++; tOff = 0; }
   }
 }

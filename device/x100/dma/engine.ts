@@ -42,7 +42,7 @@
  */
 import type { RegisterFile } from '../../../src/regs/file.ts';
 import type { Tracer } from '../../../src/trace/tracer.ts';
-import { CardAddressError, type CardAddressSpace, type Segment } from '../memory.ts';
+import { CardAddressError, type CardAddressSpace, type Segment, copySegments } from '../memory.ts';
 import { SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import {
   DCAR_IM0,
@@ -163,24 +163,6 @@ export interface ChannelState {
 const u32 = (b: Uint8Array, o: number): number => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
 const addr40 = (lo: number, hi: number): bigint => (BigInt(hi & 0xff) << 32n) | BigInt(lo);
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
-
-/** Copy between two segment lists covering the same number of bytes. */
-function copySegments(to: Segment[], from: Segment[]): void {
-  if (to.length === 1 && from.length === 1) {
-    to[0].view.set(from[0].view);
-    return;
-  }
-  let fi = 0, fo = 0, ti = 0, tOff = 0;
-  while (fi < from.length && ti < to.length) {
-    const fv = from[fi].view, tv = to[ti].view;
-    const n = Math.min(fv.byteLength - fo, tv.byteLength - tOff);
-    tv.set(fv.subarray(fo, fo + n), tOff);
-    fo += n;
-    tOff += n;
-    if (fo === fv.byteLength) { fi++; fo = 0; }
-    if (tOff === tv.byteLength) { ti++; tOff = 0; }
-  }
-}
 
 /** Little-endian store of `len` bytes (4 or 8) taken from words w0, w1. */
 function storeWords(to: Segment[], len: number, w0: number, w1: number): void {
