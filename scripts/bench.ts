@@ -26,7 +26,8 @@ import type { X100Card } from '../device/x100/card.ts';
 
 const LVU = join(REPO_ROOT, '.cache/lvu');
 const BENCH = join(REPO_ROOT, '.cache/bench');
-const READS = Number(process.env.VPHI_BENCH_READS ?? 20000);
+const READS = Number(process.env.VPHI_BENCH_READS ?? 10000);
+const ROUNDS = Number(process.env.VPHI_BENCH_ROUNDS ?? 5);
 
 function line(s = ''): void {
   process.stdout.write(s + '\n');
@@ -71,16 +72,23 @@ async function rtt(server: string[], region: number, offset: number, sock: strin
   }
 }
 
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
 async function benchRtt(dir: string): Promise<void> {
-  line('1. Trapped BAR read round trip (8-byte reads, same client, separate server processes)');
+  line('1. Trapped BAR read round trip (8-byte reads, same client, separate server processes;');
+  line(`   median of ${ROUNDS} interleaved rounds of ${READS} reads each)`);
   const sample = join(LVU, 'build/samples/server');
   const vphi = join(REPO_ROOT, 'bin/vphi');
-  const c = await rtt([sample, join(dir, 'c.sock')], 0, 0, join(dir, 'c.sock'));
-  const v = await rtt([vphi, 'serve', '--socket-path', join(dir, 'v.sock')], 4, 0x1ab20, join(dir, 'v.sock'));
-  const vt = await rtt([vphi, 'serve', '--socket-path', join(dir, 't.sock'), '--trace', join(dir, 't.jsonl')], 4, 0x1ab20, join(dir, 't.sock'));
-  line(`   libvfio-user C sample server (BAR0):  ${(c / 1000).toFixed(1)} µs`);
-  line(`   vphi (BAR4 SPAD0), trace off:         ${(v / 1000).toFixed(1)} µs   ratio vphi/C = ${(v / c).toFixed(2)}`);
-  line(`   vphi (BAR4 SPAD0), trace on:          ${(vt / 1000).toFixed(1)} µs   ratio trace-on/off = ${(vt / v).toFixed(2)}`);
+  const c: number[] = [], v: number[] = [], vt: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    c.push(await rtt([sample, join(dir, 'c.sock')], 0, 0, join(dir, 'c.sock')));
+    v.push(await rtt([vphi, 'serve', '--socket-path', join(dir, 'v.sock')], 4, 0x1ab20, join(dir, 'v.sock')));
+    vt.push(await rtt([vphi, 'serve', '--socket-path', join(dir, 't.sock'), '--trace', join(dir, 't.jsonl')], 4, 0x1ab20, join(dir, 't.sock')));
+  }
+  const [mc, mv, mt] = [median(c), median(v), median(vt)];
+  line(`   libvfio-user C sample server (BAR0):  ${(mc / 1000).toFixed(1)} µs`);
+  line(`   vphi (BAR4 SPAD0), trace off:         ${(mv / 1000).toFixed(1)} µs   ratio vphi/C = ${(mv / mc).toFixed(2)}`);
+  line(`   vphi (BAR4 SPAD0), trace on:          ${(mt / 1000).toFixed(1)} µs   ratio trace-on/off = ${(mt / mv).toFixed(2)}`);
 }
 
 /** Mean seconds per call of fn over at least `minMs` and `minIter` calls. */
