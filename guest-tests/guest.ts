@@ -38,12 +38,14 @@ export function ensureGuestPrograms(): void {
 /**
  * The test initramfs; `tests` (command lines, e.g. `vphi-probe spad`) are
  * what init runs when the kernel command line has no `vphi.tests=`. With no
- * tests at all, init starts a shell. Returns the path of the cached file.
+ * tests at all, init starts a shell. `extraFiles` are added as given (e.g.
+ * firmware under /lib/firmware, scripts into /opt/vphi/bin). Returns the
+ * path of the cached file.
  */
-export async function buildTestInitramfs(tests: string[] = []): Promise<string> {
+export async function buildTestInitramfs(tests: string[] = [], extraFiles: InitramfsFile[] = []): Promise<string> {
   ensureGuestPrograms();
   const init = readFileSync(join(GUEST_TESTS, 'init.sh'), 'utf8');
-  const files: InitramfsFile[] = guestProgramFiles(GUEST_BIN);
+  const files: InitramfsFile[] = [...guestProgramFiles(GUEST_BIN), ...extraFiles];
   if (tests.length) files.push({ path: '/etc/vphi/tests', data: `${tests.join('\n')}\n`, mode: 0o644 });
   const h = createHash('sha256');
   h.update(readFileSync(join(GUEST_TESTS, 'initramfs.ts')));
@@ -107,6 +109,8 @@ export interface GuestRun {
   kernel?: string;
   extraArgs?: string[];
   onLine?: (line: string) => void;
+  /** More files for the initramfs (see buildTestInitramfs). */
+  files?: InitramfsFile[];
 }
 
 export interface GuestResult {
@@ -127,7 +131,7 @@ export async function runGuest(o: GuestRun): Promise<GuestResult> {
   if (!o.tests.length) throw new Error('runGuest: no tests (an empty list would start an interactive shell)');
   const kernel = o.kernel ?? debianKernel();
   if (!existsSync(kernel)) throw new Error(`no guest kernel at ${kernel}: run scripts/setup`);
-  const initrd = await buildTestInitramfs([]);
+  const initrd = await buildTestInitramfs([], o.files);
   const timeoutMs = o.timeoutMs ?? 120_000;
   const append = [testsParam(o.tests), o.append].filter(Boolean).join(' ');
   const t0 = Date.now();

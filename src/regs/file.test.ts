@@ -128,7 +128,7 @@ describe('register file access semantics', () => {
     f.write(0x100, 4, 0x80000002);
     f.read(0x108, 4);
     f.write(0x108, 4, 1);
-    expect(t.events[0]).toMatchObject({ kind: 'mmio', bar: 4, op: 'w', off: 0x100, reg: 'CTRL', block: 'test', fields: { MODE: 2, GO: 1 } });
+    expect(t.events[0]).toMatchObject({ kind: 'mmio', bar: 4, op: 'w', off: 0x100, reg: 'CTRL', block: 'test', val: 0x80000002, now: 0x2, fields: { MODE: 2, GO: 1 } });
     expect(t.events[1]).toMatchObject({ op: 'r', reg: 'ID', val: 0x8086225c });
     expect(t.events[2]).toMatchObject({ op: 'w', reg: 'ID', ignored: true });
   });

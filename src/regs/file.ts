@@ -142,7 +142,8 @@ export class RegisterFile {
       }
     }
     this.values[si] = now;
-    if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, si, now);
+    // The trace shows what a read will return: self-clearing bits already dropped.
+    if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, si, (now & ~s.def.selfClear) >>> 0, wval);
     if (s.hooks.postWrite) s.hooks.postWrite(wval, old, this.values[si]);
     if (s.def.selfClear) this.values[si] &= ~s.def.selfClear;
   }
@@ -174,7 +175,12 @@ export class RegisterFile {
     return i;
   }
 
-  private traceAccess(op: 'r' | 'w', offset: number, size: number, value: number, si: number, full: number): void {
+  /**
+   * `full` is the register's value after the access; `decoded` (default
+   * `full`) is what the fields are decoded from: for a write, the value the
+   * guest wrote, spread over the whole register.
+   */
+  private traceAccess(op: 'r' | 'w', offset: number, size: number, value: number, si: number, full: number, decoded = full): void {
     if (si < 0) {
       this.tracer.mmio({ bar: this.bar, op, off: offset, size, val: value, block: null, reg: null, unknown: true });
       return;
@@ -188,7 +194,7 @@ export class RegisterFile {
       val: value,
       block: s.block.name,
       reg: s.def.name,
-      fields: s.def.fields.length ? decodeFields(s.def, full) : undefined,
+      fields: s.def.fields.length ? decodeFields(s.def, decoded) : undefined,
       ...(op === 'w' ? { now: full } : {}),
       ...(op === 'w' && s.def.access === 'RO' ? { ignored: true } : {}),
     });

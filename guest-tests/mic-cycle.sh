@@ -1,0 +1,54 @@
+#!/bin/sh
+# mic-cycle [N]: N times (default 10) `boot` then `reset`, as mpssd does
+# for a card that is restarted. Each boot must reach `booting` with a new
+# "DMA channels # 4" and no channel set-up error; each reset must come back
+# to `ready` within the host's own limit with no drain timeout ("TO chan").
+# One result per boot and per reset, then the log totals.
+. /opt/vphi/lib/mic-lib.sh
+
+cycles=${1:-10}
+plan $((2 * cycles + 3))
+
+expect ready-before "$(attr state)" ready
+set_boot_attrs >/dev/null || true
+
+i=1
+while [ "$i" -le "$cycles" ]; do
+  before=$(klog_count 'DMA channels # 4$')
+  if err=$(write_attr state boot); then
+    s=$(attr state)
+    after=$(klog_count 'DMA channels # 4$')
+    bad=$(klog_grep 'error setting up mic dma chan')
+    if [ "$s" = booting ] && [ "$after" = $((before + 1)) ] && [ -z "$bad" ]; then
+      pass "boot-$i"
+    else
+      fail "boot-$i" "state '$s', 'DMA channels # 4' lines $before -> $after" "$bad"
+    fi
+  else
+    fail "boot-$i" "echo boot > state: $err" "$(dmesg | tail -20)"
+  fi
+  to_before=$(klog_count 'TO chan')
+  if err=$(write_attr state reset); then
+    if took=$(wait_state ready); then
+      to_after=$(klog_count 'TO chan')
+      if [ "$to_after" = "$to_before" ]; then
+        diag "ready ${took} s after the reset write"
+        pass "reset-$i"
+      else
+        fail "reset-$i" "$(klog_grep 'TO chan')"
+      fi
+    else
+      fail "reset-$i" "$took" "$(dmesg | tail -20)"
+    fi
+  else
+    fail "reset-$i" "echo reset > state: $err (state '$(attr state)')"
+  fi
+  i=$((i + 1))
+done
+
+n=$(klog_count 'mic [0-9a-f:.]+: DMA channels # 4$')
+if [ "$n" = "$cycles" ]; then pass dma-channels-4-every-boot; else fail dma-channels-4-every-boot "$n of $cycles boots logged 'DMA channels # 4'" "$(klog_grep 'DMA channels')"; fi
+errs=$(klog_grep "$MIC_ERRORS")
+if [ -z "$errs" ]; then pass no-driver-errors; else fail no-driver-errors "$errs"; fi
+
+finish
