@@ -14,6 +14,7 @@ import { startQemu, type QemuExit } from '../src/qemu/run.ts';
 import { debianKernel } from '../src/qemu/kernel.ts';
 import { buildInitramfs, GUEST_CACHE, guestProgramFiles, REPO_ROOT, type InitramfsFile } from './initramfs.ts';
 import { parseKtap, type KtapDocument } from './ktap.ts';
+import { micFirmwareFiles } from './firmware.ts';
 
 const GUEST_TESTS = join(REPO_ROOT, 'guest-tests');
 const GUEST_BIN = join(GUEST_CACHE, 'bin');
@@ -154,4 +155,22 @@ export async function runGuest(o: GuestRun): Promise<GuestResult> {
     q.kill();
     await q.exited;
   }
+}
+
+/**
+ * What a MIC guest needs beyond the test programs: the firmware files the
+ * driver loads (/lib/firmware/mic/...) and the mic-*.sh test scripts
+ * (mic-NAME.sh as /opt/vphi/bin/mic-NAME, mic-lib.sh in /opt/vphi/lib).
+ */
+export function micGuestFiles(): InitramfsFile[] {
+  const dir = join(REPO_ROOT, 'guest-tests');
+  const scripts = readdirSync(dir)
+    .filter((f) => /^mic-.*\.sh$/.test(f))
+    .sort()
+    .map((f) =>
+      f === 'mic-lib.sh'
+        ? { path: '/opt/vphi/lib/mic-lib.sh', hostPath: join(dir, f), mode: 0o644 }
+        : { path: `/opt/vphi/bin/${basename(f, '.sh')}`, hostPath: join(dir, f), mode: 0o755 },
+    );
+  return [...micFirmwareFiles(), ...scripts];
 }

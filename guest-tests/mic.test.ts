@@ -23,9 +23,9 @@
  * VPHI_MIC_TRACE=FILE to also write the full trace.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { loadNativeBinding, nativeAvailable } from '../src/binding/native.ts';
 import { qemuBinary } from '../src/qemu/command.ts';
 import { MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
@@ -34,10 +34,9 @@ import { createTracer, type Tracer } from '../src/trace/tracer.ts';
 import { defaultBootAddr, x100Spec, type X100Card } from '../device/x100/card.ts';
 import type { BootRecord } from '../device/x100/boot/bootstrap.ts';
 import { MIC_MAGIC } from '../device/x100/boot/device-page.ts';
-import { REPO_ROOT, GUEST_PROGRAM_DIR, type InitramfsFile } from './initramfs.ts';
-import { runGuest, type GuestResult } from './guest.ts';
+import { micGuestFiles, runGuest, type GuestResult } from './guest.ts';
 import { findResult, summarize, type KtapResult } from './ktap.ts';
-import { RAMDISK_SIZE, UOS_SIZE, checkDownload, micFirmwareFiles } from './firmware.ts';
+import { RAMDISK_SIZE, UOS_SIZE, checkDownload } from './firmware.ts';
 
 const kernel = micKernel();
 if (!kernel) console.log('SKIP: no MIC guest kernel');
@@ -108,19 +107,6 @@ const TESTS: Record<string, string[]> = {
 const COMMANDS = Object.keys(TESTS);
 const BOOTS = 1 + CYCLES;
 const RESETS = 1 + CYCLES;
-
-/** The guest scripts: mic-NAME.sh as /opt/vphi/bin/mic-NAME, the shared mic-lib.sh as /opt/vphi/lib/mic-lib.sh. */
-function scriptFiles(): InitramfsFile[] {
-  const dir = join(REPO_ROOT, 'guest-tests');
-  return readdirSync(dir)
-    .filter((f) => /^mic-.*\.sh$/.test(f))
-    .sort()
-    .map((f) =>
-      f === 'mic-lib.sh'
-        ? { path: '/opt/vphi/lib/mic-lib.sh', hostPath: join(dir, f), mode: 0o644 }
-        : { path: `${GUEST_PROGRAM_DIR}/${basename(f, '.sh')}`, hostPath: join(dir, f), mode: 0o755 },
-    );
-}
 
 type Ev = Record<string, unknown>;
 
@@ -208,7 +194,7 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
       kernel: kernel!,
       append: `${MIC_APPEND} vphi.timeout=120`,
         tests: COMMANDS,
-        files: [...micFirmwareFiles(), ...scriptFiles()],
+        files: micGuestFiles(),
         memoryMiB: 512,
         timeoutMs: 150_000,
         onLine: (l) => {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuArgs, qemuBinary } from '../qemu/command.ts';
-import { buildTestInitramfs } from '../../guest-tests/guest.ts';
+import { buildTestInitramfs, micGuestFiles } from '../../guest-tests/guest.ts';
 import { debianKernel, MIC_APPEND } from '../qemu/kernel.ts';
 import { UsageError } from './args.ts';
 import { startCard, stderrLogger } from './serve.ts';
@@ -31,7 +31,9 @@ export async function boot(o: BootOptions): Promise<number> {
   const kernel = o.kernel ?? process.env.MIC_GUEST_KERNEL ?? debianKernel();
   if (!existsSync(kernel)) throw new UsageError(`kernel ${kernel} does not exist${o.kernel ? '' : ' (run scripts/setup)'}`);
   if (o.initrd && !existsSync(o.initrd)) throw new UsageError(`--initrd: ${o.initrd} does not exist`);
-  const initrd = o.initrd ?? (await buildTestInitramfs([]));
+  // The MIC firmware files and test scripts are small: always include them,
+  // so `echo boot > /sys/class/mic/mic0/state` works in a MIC guest.
+  const initrd = o.initrd ?? (await buildTestInitramfs([], micGuestFiles()));
   const dir = o.socketPath ? null : mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'vphi-'));
   const socketPath = o.socketPath ?? join(dir as string, 'card.sock');
   const server = startCard({ socketPath, apertureSize: o.apertureSize, trace: o.trace, verbose: o.verbose }, log);

@@ -61,7 +61,7 @@ export function formatEvent(e: Ev): string {
     default: {
       const rest = Object.entries(e)
         .filter(([k, v]) => !REST_SKIP.has(k) && v !== undefined)
-        .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+        .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : typeof v === 'number' && v > 255 ? `0x${v.toString(16)}` : String(v)}`)
         .join(' ');
       return `${t}  ${String(e.kind).padEnd(4)} ${rest}`;
     }
