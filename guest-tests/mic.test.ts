@@ -327,3 +327,46 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
     expect(server.device.dma.stats.errors).toBe(0);
   });
 });
+
+describe.skipIf(!ready)('the MIC host driver on INTx (pci=nomsi)', () => {
+  let dir: string;
+  let server: DeviceServer<X100Card>;
+  let run: GuestResult;
+  const INTX_TESTS: Record<string, string[]> = {
+    'mic-intx': ['state-ready', 'intx-handler', 'no-msi-vectors'],
+    'mic-boot': TESTS['mic-boot'],
+    'mic-reset': TESTS['mic-reset'],
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vphi-mic-intx-'));
+    const socketPath = join(dir, 'card.sock');
+    server = new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: APERTURE }), { socketPath });
+    run = await runGuest({
+      socketPath,
+      kernel: kernel!,
+      append: `${MIC_APPEND} pci=nomsi vphi.timeout=120`,
+      tests: Object.keys(INTX_TESTS),
+      files: micGuestFiles(),
+      memoryMiB: 512,
+      timeoutMs: 120_000,
+    });
+  }, 140_000);
+
+  afterAll(() => {
+    server?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('probes, boots and resets the card with the INTx fallback', () => {
+    const why = run.lines.slice(-60).join('\n');
+    for (const [cmd, names] of Object.entries(INTX_TESTS)) {
+      for (const name of names) {
+        const r = findResult(run.ktap, cmd, name);
+        expect(r?.ok, `${cmd} ${name}: ${r?.diagnostics.join('\n') ?? 'missing'}\n${why}`).toBe(true);
+      }
+    }
+    expect(server.device.bootstrap.boots).toBe(1);
+    expect(server.device.bootstrap.resets).toBe(1);
+  });
+});
