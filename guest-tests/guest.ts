@@ -21,14 +21,16 @@ const GUEST_BIN = join(GUEST_CACHE, 'bin');
 
 /**
  * Compile any guest-tests/*.c whose binary in .cache/guest/bin is missing or
- * older than its source, exactly as scripts/setup does.
+ * older than its source or than any header beside it, exactly as
+ * scripts/setup does.
  */
 export function ensureGuestPrograms(): void {
-  const srcs = readdirSync(GUEST_TESTS).filter((f) => f.endsWith('.c'));
-  for (const s of srcs) {
+  const files = readdirSync(GUEST_TESTS);
+  const newestHeader = Math.max(0, ...files.filter((f) => f.endsWith('.h')).map((f) => statSync(join(GUEST_TESTS, f)).mtimeMs));
+  for (const s of files.filter((f) => f.endsWith('.c'))) {
     const src = join(GUEST_TESTS, s);
     const bin = join(GUEST_BIN, basename(s, '.c'));
-    if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(src).mtimeMs) continue;
+    if (existsSync(bin) && statSync(bin).mtimeMs >= Math.max(statSync(src).mtimeMs, newestHeader)) continue;
     mkdirSync(GUEST_BIN, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`; // parallel test workers may race here
     execFileSync('gcc', ['-static', '-O2', '-Wall', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'inherit', 'inherit'] });

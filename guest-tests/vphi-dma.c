@@ -54,12 +54,9 @@
  * Exit status: 0 if every test passed, 1 otherwise, 2 for usage errors.
  */
 #define _GNU_SOURCE
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +66,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SYSFS_PCI "/sys/bus/pci/devices"
+#define VG_PROG "vphi-dma"
+#define VG_USAGE \
+	"usage: vphi-dma [all|copy|wrap|status|errors|bench ...] [--channel N] [--bdf D:B:D.F] ...\n" \
+	"(see the comment at the top of guest-tests/vphi-dma.c)\n"
+#include "vphi-guest.h"
 
 /* ------------------------------------------------------------ hardware */
 
@@ -118,9 +119,8 @@
 
 /* ------------------------------------------------------------ options */
 
+/* Besides vg_card (--vendor, --device, --bdf): */
 struct opts {
-	unsigned long vendor, device;
-	char bdf[256];
 	long channel; /* -1: per-group default */
 	long ring_slots;
 	unsigned long long gddr_base;
@@ -131,8 +131,6 @@ struct opts {
 };
 
 static struct opts o = {
-	.vendor = 0x8086,
-	.device = 0x225c,
 	.channel = -1,
 	.ring_slots = 64,
 	.gddr_base = 0x1000000,
@@ -142,106 +140,23 @@ static struct opts o = {
 	.bench_mib = 256,
 };
 
-static void usage_exit(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "vphi-dma: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nusage: vphi-dma [all|copy|wrap|status|errors|bench ...] [--channel N] [--bdf D:B:D.F] ...\n"
-			"(see the comment at the top of guest-tests/vphi-dma.c)\n");
-	va_end(ap);
-	exit(2);
-}
-
-static unsigned long long parse_num(const char *name, const char *s)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || end == s || *end)
-		usage_exit("%s: not a number: '%s'", name, s);
-	return v;
-}
-
-enum kind { K_U32, K_U64, K_LONG, K_STR, K_FLAG };
-
-struct optdef {
-	const char *name;
-	enum kind kind;
-	void *ptr;
+static const struct vg_opt optdefs[] = {
+	{ "channel", VG_LONG, &o.channel },
+	{ "ring-slots", VG_LONG, &o.ring_slots },
+	{ "gddr-base", VG_ULLONG, &o.gddr_base },
+	{ "timeout-ms", VG_LONG, &o.timeout_ms },
+	{ "hugepages", VG_LONG, &o.hugepages },
+	{ "no-huge", VG_SET, &o.no_huge },
+	{ "bench-mib", VG_LONG, &o.bench_mib },
+	{ 0 },
 };
 
-static const struct optdef optdefs[] = {
-	{ "vendor", K_U32, &o.vendor },
-	{ "device", K_U32, &o.device },
-	{ "bdf", K_STR, o.bdf },
-	{ "channel", K_LONG, &o.channel },
-	{ "ring-slots", K_LONG, &o.ring_slots },
-	{ "gddr-base", K_U64, &o.gddr_base },
-	{ "timeout-ms", K_LONG, &o.timeout_ms },
-	{ "hugepages", K_LONG, &o.hugepages },
-	{ "no-huge", K_FLAG, &o.no_huge },
-	{ "bench-mib", K_LONG, &o.bench_mib },
-};
-#define NOPTS (sizeof(optdefs) / sizeof(optdefs[0]))
-
-static void set_opt(const struct optdef *d, const char *v)
+static void help(void)
 {
-	switch (d->kind) {
-	case K_U32:
-		*(unsigned long *)d->ptr = (unsigned long)parse_num(d->name, v);
-		break;
-	case K_U64:
-		*(unsigned long long *)d->ptr = parse_num(d->name, v);
-		break;
-	case K_LONG:
-		*(long *)d->ptr = (long)parse_num(d->name, v);
-		break;
-	case K_STR:
-		snprintf((char *)d->ptr, sizeof(o.bdf), "%s", v);
-		break;
-	case K_FLAG:
-		*(int *)d->ptr = !(v && strcmp(v, "0") == 0);
-		break;
-	}
-}
-
-static void env_defaults(void)
-{
-	for (size_t i = 0; i < NOPTS; i++) {
-		char env[64] = "VPHI_";
-		size_t n = strlen(env);
-		for (const char *p = optdefs[i].name; *p && n < sizeof(env) - 1; p++)
-			env[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-		env[n] = 0;
-		const char *v = getenv(env);
-		if (v && *v)
-			set_opt(&optdefs[i], v);
-	}
-}
-
-/* ------------------------------------------------------------ KTAP */
-
-static int test_no, n_failed;
-
-static void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void diag(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	printf("# ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-}
-
-static void result(int ok, const char *name)
-{
-	test_no++;
-	if (!ok)
-		n_failed++;
-	printf("%sok %d - %s\n", ok ? "" : "not ", test_no, name);
+	printf("usage: vphi-dma [all|copy|wrap|status|errors|bench ...] [--channel N] [--bdf D:B:D.F]\n"
+	       "  [--ring-slots N] [--gddr-base NUM] [--timeout-ms N] [--hugepages N] [--no-huge]\n"
+	       "  [--bench-mib N]   (see the comment at the top of guest-tests/vphi-dma.c)\n");
+	exit(0);
 }
 
 /* ------------------------------------------------------------ time */
@@ -296,10 +211,10 @@ static size_t check_pattern(const void *p, size_t len, uint32_t seed, const char
 	for (size_t i = 0; i < len / 4; i++) {
 		uint32_t want = pat_word(seed, (uint32_t)i);
 		if (w[i] != want && bad++ < 4)
-			diag("%s: word at +0x%zx is 0x%08x, expected 0x%08x", what, i * 4, w[i], want);
+			ktap_diag("%s: word at +0x%zx is 0x%08x, expected 0x%08x", what, i * 4, w[i], want);
 	}
 	if (bad)
-		diag("%s: %zu of %zu words differ", what, bad, len / 4);
+		ktap_diag("%s: %zu of %zu words differ", what, bad, len / 4);
 	return bad;
 }
 
@@ -309,7 +224,7 @@ static size_t check_fill(const void *p, size_t len, uint8_t v, const char *what)
 	size_t bad = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (b[i] != v && bad++ < 4)
-			diag("%s: byte at +0x%zx is 0x%02x, expected it untouched (0x%02x)", what, i, b[i], v);
+			ktap_diag("%s: byte at +0x%zx is 0x%02x, expected it untouched (0x%02x)", what, i, b[i], v);
 	}
 	return bad;
 }
@@ -318,125 +233,43 @@ static size_t check_fill(const void *p, size_t len, uint8_t v, const char *what)
 
 /* ------------------------------------------------------------ sysfs / device */
 
-static int read_file(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = 0;
-	return (int)n;
-}
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return -1;
-	ssize_t n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -1;
-}
-
-static int read_hex_attr(const char *bdf, const char *attr, unsigned long *v)
-{
-	char path[512], buf[64];
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/%s", bdf, attr);
-	if (read_file(path, buf, sizeof(buf)) <= 0)
-		return -1;
-	*v = strtoul(buf, NULL, 0);
-	return 0;
-}
-
-static char bdf[256];
-
 static int find_device(void)
 {
-	if (o.bdf[0]) {
-		unsigned long v, d;
-		if (read_hex_attr(o.bdf, "vendor", &v) || read_hex_attr(o.bdf, "device", &d)) {
-			diag("no PCI device %s", o.bdf);
-			return -1;
-		}
-		if (v != o.vendor || d != o.device)
-			diag("warning: %s is %04lx:%04lx, not %04lx:%04lx", o.bdf, v, d, o.vendor, o.device);
-		snprintf(bdf, sizeof(bdf), "%s", o.bdf);
-		return 0;
-	}
-	DIR *dir = opendir(SYSFS_PCI);
-	if (!dir) {
-		diag("cannot open " SYSFS_PCI ": %s", strerror(errno));
-		return -1;
-	}
-	struct dirent *e;
-	char first[256] = "";
-	int found = 0;
-	while ((e = readdir(dir))) {
-		unsigned long v, d;
-		if (e->d_name[0] == '.' || read_hex_attr(e->d_name, "vendor", &v) || read_hex_attr(e->d_name, "device", &d))
-			continue;
-		if (v == o.vendor && d == o.device) {
-			found++;
-			if (!first[0] || strcmp(e->d_name, first) < 0)
-				snprintf(first, sizeof(first), "%s", e->d_name);
-		}
-	}
-	closedir(dir);
-	if (!found) {
-		diag("no %04lx:%04lx PCI device", o.vendor, o.device);
-		return -1;
-	}
-	snprintf(bdf, sizeof(bdf), "%s", first);
-	return 0;
+	int seen, found = vg_find_card(&seen);
+	if (found == 0)
+		ktap_diag("no %04lx:%04lx PCI device", vg_card.vendor, vg_card.device);
+	return found > 0 ? 0 : -1;
 }
 
 static unsigned long long bar_size(int bar)
 {
-	char path[512], buf[4096];
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/resource", bdf);
-	if (read_file(path, buf, sizeof(buf)) < 0)
-		return 0;
-	char *save = NULL;
-	int i = 0;
-	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
-		unsigned long long s, e, f;
-		if (sscanf(line, "%llx %llx %llx", &s, &e, &f) != 3)
-			return 0;
-		if (i == bar)
-			return (s || e) ? e - s + 1 : 0;
-	}
-	return 0;
+	struct vg_res r[6];
+	return vg_read_resources(r, 6) > bar ? r[bar].size : 0;
 }
 
 /* sysfs enable (memory decode), then bus mastering in the command register. */
 static int enable_device(void)
 {
-	char path[512];
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/enable", bdf);
-	if (write_file(path, "1")) {
-		diag("cannot write 1 to %s: %s", path, strerror(errno));
+	if (vg_enable())
 		return -1;
-	}
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/config", bdf);
+	char path[512];
+	snprintf(path, sizeof(path), SYSFS_PCI "/%s/config", vg_bdf);
 	int fd = open(path, O_RDWR);
 	uint16_t cmd = 0;
 	if (fd < 0 || pread(fd, &cmd, 2, 4) != 2) {
-		diag("cannot read the command register from %s: %s", path, strerror(errno));
+		ktap_diag("cannot read the command register from %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
 	uint16_t want = cmd | 0x6; /* memory space, bus master */
 	if (want != cmd && pwrite(fd, &want, 2, 4) != 2)
-		diag("cannot set bus mastering: %s", strerror(errno));
+		ktap_diag("cannot set bus mastering: %s", strerror(errno));
 	if (pread(fd, &cmd, 2, 4) != 2)
 		cmd = 0;
 	close(fd);
 	if ((cmd & 0x6) != 0x6) {
-		diag("command register 0x%04x: memory space or bus master still off", cmd);
+		ktap_diag("command register 0x%04x: memory space or bus master still off", cmd);
 		return -1;
 	}
 	return 0;
@@ -448,21 +281,7 @@ static unsigned long long gddr_size;
 
 static void *map_bar(int bar, size_t len)
 {
-	char path[512];
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/resource%d", bdf, bar);
-	int fd = open(path, O_RDWR | O_SYNC);
-	if (fd < 0) {
-		diag("cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	int err = errno;
-	close(fd);
-	if (p == MAP_FAILED) {
-		diag("mmap %s (0x%zx bytes): %s", path, len, strerror(err));
-		return NULL;
-	}
-	return p;
+	return vg_map_resource(bar, 0, len, "(0x%zx bytes)", len);
 }
 
 static uint32_t rd(uint32_t off)
@@ -503,16 +322,16 @@ static int hugepages_ready(void)
 	if (o.no_huge || o.hugepages <= 0)
 		return state;
 	char buf[64];
-	long cur = read_file("/proc/sys/vm/nr_hugepages", buf, sizeof(buf)) > 0 ? strtol(buf, NULL, 10) : -1;
+	long cur = vg_read_file("/proc/sys/vm/nr_hugepages", buf, sizeof(buf)) > 0 ? strtol(buf, NULL, 10) : -1;
 	if (cur < 0) {
-		diag("no /proc/sys/vm/nr_hugepages: huge pages unavailable, using 4 KiB pages");
+		ktap_diag("no /proc/sys/vm/nr_hugepages: huge pages unavailable, using 4 KiB pages");
 		return state;
 	}
 	if (cur < o.hugepages) {
 		snprintf(buf, sizeof(buf), "%ld", o.hugepages);
-		if (write_file("/proc/sys/vm/nr_hugepages", buf))
-			diag("cannot write nr_hugepages: %s", strerror(errno));
-		cur = read_file("/proc/sys/vm/nr_hugepages", buf, sizeof(buf)) > 0 ? strtol(buf, NULL, 10) : 0;
+		if (vg_write_file("/proc/sys/vm/nr_hugepages", buf))
+			ktap_diag("cannot write nr_hugepages: %s", strerror(errno));
+		cur = vg_read_file("/proc/sys/vm/nr_hugepages", buf, sizeof(buf)) > 0 ? strtol(buf, NULL, 10) : 0;
 	}
 	state = cur > 0;
 	return state;
@@ -524,7 +343,7 @@ static int find_runs(struct buf *b)
 	if (pagemap_fd < 0)
 		pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
 	if (pagemap_fd < 0) {
-		diag("cannot open /proc/self/pagemap: %s", strerror(errno));
+		ktap_diag("cannot open /proc/self/pagemap: %s", strerror(errno));
 		return -1;
 	}
 	size_t npages = b->maplen / PAGE;
@@ -534,7 +353,7 @@ static int find_runs(struct buf *b)
 		return -1;
 	off_t at = (off_t)((uintptr_t)b->va / PAGE * 8);
 	if (pread(pagemap_fd, pm, npages * 8, at) != (ssize_t)(npages * 8)) {
-		diag("pagemap read: %s", strerror(errno));
+		ktap_diag("pagemap read: %s", strerror(errno));
 		free(pm);
 		return -1;
 	}
@@ -543,8 +362,8 @@ static int find_runs(struct buf *b)
 		uint64_t e = pm[i];
 		uint64_t pfn = e & ((1ull << 55) - 1);
 		if (!(e & (1ull << 63)) || pfn == 0) {
-			diag("page %zu of the buffer: pagemap entry 0x%016" PRIx64 " (%s)", i, e,
-			     !(e & (1ull << 63)) ? "not present" : "no PFN: not root?");
+			ktap_diag("page %zu of the buffer: pagemap entry 0x%016" PRIx64 " (%s)", i, e,
+				  !(e & (1ull << 63)) ? "not present" : "no PFN: not root?");
 			free(pm);
 			return -1;
 		}
@@ -585,7 +404,7 @@ static void *scatter_pages(void *p, size_t maplen)
 		size_t from = i < (n + 1) / 2 ? 2 * i : 2 * (i - (n + 1) / 2) + 1;
 		if (mremap((uint8_t *)p + from * PAGE, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, dst + i * PAGE) ==
 		    MAP_FAILED) {
-			diag("mremap: %s", strerror(errno));
+			ktap_diag("mremap: %s", strerror(errno));
 			return NULL;
 		}
 	}
@@ -603,7 +422,7 @@ static int buf_alloc(struct buf *b, size_t len, int mode)
 		p = mmap(NULL, b->maplen, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE | MAP_LOCKED, -1, 0);
 		if (p == MAP_FAILED)
-			diag("huge-page mmap of 0x%zx: %s; using 4 KiB pages", b->maplen, strerror(errno));
+			ktap_diag("huge-page mmap of 0x%zx: %s; using 4 KiB pages", b->maplen, strerror(errno));
 		else
 			b->huge = 1;
 	}
@@ -611,7 +430,7 @@ static int buf_alloc(struct buf *b, size_t len, int mode)
 		b->maplen = (len + PAGE - 1) & ~(size_t)(PAGE - 1);
 		p = mmap(NULL, b->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED) {
-			diag("mmap of 0x%zx: %s", b->maplen, strerror(errno));
+			ktap_diag("mmap of 0x%zx: %s", b->maplen, strerror(errno));
 			return -1;
 		}
 		/* No transparent huge page (which the kernel may split or move later). */
@@ -620,7 +439,7 @@ static int buf_alloc(struct buf *b, size_t len, int mode)
 	/* mlock() faults every page in and keeps it there; locked pages are not swapped or migrated
 	 * (compact_unevictable_allowed is 0, see main()). */
 	if (mlock(p, b->maplen))
-		diag("mlock: %s", strerror(errno));
+		ktap_diag("mlock: %s", strerror(errno));
 	memset(p, 0, b->maplen);
 	if (mode == SCATTER && b->maplen > PAGE) {
 		void *q = scatter_pages(p, b->maplen);
@@ -670,12 +489,12 @@ static int card_reset(void)
 	uint64_t t0 = now_us();
 	while (!(rd(SPAD2) & SPAD2_READY)) {
 		if (now_us() - t0 > 5000000u) {
-			diag("card reset: SPAD2 bit 0 not set after 5 s (SPAD2 0x%08x)", rd(SPAD2));
+			ktap_diag("card reset: SPAD2 bit 0 not set after 5 s (SPAD2 0x%08x)", rd(SPAD2));
 			return -1;
 		}
 		sleep_ms(5);
 	}
-	diag("card reset: ready after %" PRIu64 " ms (SPAD2 0x%08x)", (now_us() - t0) / 1000, rd(SPAD2));
+	ktap_diag("card reset: ready after %" PRIu64 " ms (SPAD2 0x%08x)", (now_us() - t0) / 1000, rd(SPAD2));
 	smpt_identity();
 	return 0;
 }
@@ -708,7 +527,7 @@ static int chan_alloc(struct chan *c, int n, uint32_t nslots)
 	if (buf_alloc(&c->ringbuf, bytes, bytes > PAGE ? HUGE_PREF : SMALL)) /* up to 256 descriptors fit one page */
 		return -1;
 	if (c->ringbuf.runs[0].len < bytes) {
-		diag("ring of %u descriptors: not physically contiguous", nslots);
+		ktap_diag("ring of %u descriptors: not physically contiguous", nslots);
 		buf_free(&c->ringbuf);
 		return -1;
 	}
@@ -726,8 +545,8 @@ static void chan_free(struct chan *c)
 
 static void dump_chan(const struct chan *c)
 {
-	diag("ch%d: DCR 0x%08x DCAR 0x%08x DHPR %u DTPR %u DSTAT 0x%08x DCHERR 0x%08x DRAR 0x%08x:%08x", c->n, rd(DCR),
-	     crd(c, DCAR), crd(c, DHPR), crd(c, DTPR), crd(c, DSTAT), crd(c, DCHERR), crd(c, DRAR_HI), crd(c, DRAR_LO));
+	ktap_diag("ch%d: DCR 0x%08x DCAR 0x%08x DHPR %u DTPR %u DSTAT 0x%08x DCHERR 0x%08x DRAR 0x%08x:%08x", c->n, rd(DCR),
+		  crd(c, DCAR), crd(c, DHPR), crd(c, DTPR), crd(c, DSTAT), crd(c, DCHERR), crd(c, DRAR_HI), crd(c, DRAR_LO));
 }
 
 /* mic_dma_chan_setup(): the exact register sequence of the host driver; 1 if the channel is usable. */
@@ -751,10 +570,10 @@ static int chan_setup(struct chan *c)
 	wr(DCR, rd(DCR) | en);			/* mic_dma_enable_chan() */
 	uint32_t err = crd(c, DCHERR), st = crd(c, DSTAT);	/* mic_dma_check_chan() */
 	c->ready = !err && !(st & DSTAT_QUIESCE) && c->head < c->nslots;
-	diag("ch%d set up: ring of %u at card 0x%010" PRIx64 " (DRAR_HI 0x%08x), DTPR %u, DSTAT 0x%08x, DCHERR 0x%x%s",
-	     c->n, c->nslots, c->ring_card, drar_hi, c->head, st, err, c->ready ? "" : ": UNUSABLE");
+	ktap_diag("ch%d set up: ring of %u at card 0x%010" PRIx64 " (DRAR_HI 0x%08x), DTPR %u, DSTAT 0x%08x, DCHERR 0x%x%s",
+		  c->n, c->nslots, c->ring_card, drar_hi, c->head, st, err, c->ready ? "" : ": UNUSABLE");
 	if ((st & DSTAT_COUNT) != c->head) {
-		diag("ch%d: idle but DSTAT count %u != DTPR %u", c->n, st & DSTAT_COUNT, c->head);
+		ktap_diag("ch%d: idle but DSTAT count %u != DTPR %u", c->n, st & DSTAT_COUNT, c->head);
 		c->ready = 0;
 	}
 	return c->ready;
@@ -784,7 +603,7 @@ static int chan_poll(struct chan *c, uint32_t target, int progress)
 		uint32_t cnt = st & DSTAT_COUNT;
 		c->polls++;
 		if (cnt >= c->nslots) {
-			diag("ch%d: DSTAT count %u is outside the ring of %u (DSTAT 0x%08x)", c->n, cnt, c->nslots, st);
+			ktap_diag("ch%d: DSTAT count %u is outside the ring of %u (DSTAT 0x%08x)", c->n, cnt, c->nslots, st);
 			return -3;
 		}
 		if (cnt == target || (progress && cnt != c->tail)) {
@@ -799,7 +618,7 @@ static int chan_poll(struct chan *c, uint32_t target, int progress)
 			return -2;
 		}
 		if (now_us() - t0 > (uint64_t)o.timeout_ms * 1000u) {
-			diag("ch%d: no completion after %ld ms (count %u, waiting for %u)", c->n, o.timeout_ms, cnt, target);
+			ktap_diag("ch%d: no completion after %ld ms (count %u, waiting for %u)", c->n, o.timeout_ms, cnt, target);
 			dump_chan(c);
 			return -1;
 		}
@@ -841,12 +660,12 @@ static int chan_sync(struct chan *c)
 	chan_issue(c);
 	int r = chan_poll(c, c->head, 0);
 	if (r == -2)
-		diag("ch%d stopped with an error: DSTAT 0x%08x DCHERR 0x%08x", c->n, c->err_dstat, crd(c, DCHERR));
+		ktap_diag("ch%d stopped with an error: DSTAT 0x%08x DCHERR 0x%08x", c->n, c->err_dstat, crd(c, DCHERR));
 	if (r)
 		return r;
 	uint32_t dtpr = crd(c, DTPR), st = crd(c, DSTAT);
 	if (dtpr != c->head || (st & DSTAT_COUNT) != c->head || (st & DSTAT_QUIESCE)) {
-		diag("ch%d idle: DTPR %u, DSTAT 0x%08x, expected both at %u", c->n, dtpr, st, c->head);
+		ktap_diag("ch%d idle: DTPR %u, DSTAT 0x%08x, expected both at %u", c->n, dtpr, st, c->head);
 		return -4;
 	}
 	return 0;
@@ -922,8 +741,8 @@ static int copy_setup(void)
 	if (ok && (buf_alloc(&hbuf_src, 4 * MiB, HUGE_PREF) || buf_alloc(&hbuf_dst, 4 * MiB + GUARD, HUGE_PREF)))
 		ok = 0;
 	if (ok)
-		diag("guest buffers: source in %s (%d runs), destination in %s (%d runs)", buf_kind(&hbuf_src),
-		     hbuf_src.nruns, buf_kind(&hbuf_dst), hbuf_dst.nruns);
+		ktap_diag("guest buffers: source in %s (%d runs), destination in %s (%d runs)", buf_kind(&hbuf_src),
+			  hbuf_src.nruns, buf_kind(&hbuf_dst), hbuf_dst.nruns);
 	copy_ch.ready = ok;
 	return ok;
 }
@@ -939,7 +758,7 @@ static int do_copy(struct chan *c, enum dir d, size_t len, struct buf *hsrc, str
 		   uint32_t card_dst, uint32_t max)
 {
 	if (!c->ready) {
-		diag("channel %d is not set up", c->n);
+		ktap_diag("channel %d is not set up", c->n);
 		return 0;
 	}
 	uint32_t seed = new_seed();
@@ -981,7 +800,7 @@ static int do_copy(struct chan *c, enum dir d, size_t len, struct buf *hsrc, str
 	uint32_t expect = (uint32_t)((start + (n < 0 ? 0 : n)) % c->nslots);
 	int ok = r == 0;
 	if (ok && c->tail != expect) {
-		diag("completion count %u, expected %u (%u + %ld descriptors mod %u)", c->tail, expect, start, n, c->nslots);
+		ktap_diag("completion count %u, expected %u (%u + %ld descriptors mod %u)", c->tail, expect, start, n, c->nslots);
 		ok = 0;
 	}
 	size_t bad = 0;
@@ -994,10 +813,10 @@ static int do_copy(struct chan *c, enum dir d, size_t len, struct buf *hsrc, str
 	}
 	ok = ok && !bad;
 	int runs = d == H2C ? runs_in(hsrc, 0, len) : d == C2H ? runs_in(hdst, 0, len) : 1;
-	diag("%s %zu bytes: %ld descriptors (%d runs), count %u -> %u, %ld polls, %" PRIu64 " us, seed 0x%08x", what,
-	     len, n, runs, start, c->tail, c->polls - polls0, us, seed);
+	ktap_diag("%s %zu bytes: %ld descriptors (%d runs), count %u -> %u, %ld polls, %" PRIu64 " us, seed 0x%08x", what,
+		  len, n, runs, start, c->tail, c->polls - polls0, us, seed);
 	if (ok && d != C2H)
-		diag("gddr-check 0x%" PRIx64 " %zu 0x%08x", G(card_dst), len, seed);
+		ktap_diag("gddr-check 0x%" PRIx64 " %zu 0x%08x", G(card_dst), len, seed);
 	return ok;
 }
 
@@ -1043,7 +862,7 @@ static int small_pages_buf(void)
 		return 0;
 	if (buf_alloc(&sbuf, 4 * MiB + GUARD, SCATTER))
 		return -1;
-	diag("4 KiB-page buffer, pages interleaved: %d physically contiguous runs", sbuf.nruns);
+	ktap_diag("4 KiB-page buffer, pages interleaved: %d physically contiguous runs", sbuf.nruns);
 	return 0;
 }
 
@@ -1085,8 +904,8 @@ static int t_copy_batch(void)
 	size_t bad = check_pattern(gddr + G(G_OTHER), len, s1, "batch host->card") +
 		     check_pattern(hbuf_dst.va, len, s2, "batch card->host") +
 		     check_pattern(gddr + G(G_OTHER) + len, len, s3, "batch card->card");
-	diag("one batch of %ld descriptors (64 KiB each): count %u -> %u, expected %u", n1 + n2 + n3, start, c->tail,
-	     expect);
+	ktap_diag("one batch of %ld descriptors (64 KiB each): count %u -> %u, expected %u", n1 + n2 + n3, start, c->tail,
+		  expect);
 	return !bad && c->tail == expect;
 }
 
@@ -1161,7 +980,7 @@ static int t_wrap_laps(void)
 			break;
 		}
 		if (c->tail != expect) {
-			diag("batch %d (%u descriptors): count %u, expected %u", b, sizes[b], c->tail, expect);
+			ktap_diag("batch %d (%u descriptors): count %u, expected %u", b, sizes[b], c->tail, expect);
 			ok = 0;
 		}
 		if (c->tail < before)
@@ -1169,14 +988,14 @@ static int t_wrap_laps(void)
 		if (cl < sizeof(counts) - 16)
 			cl += snprintf(counts + cl, sizeof(counts) - cl, " %u", c->tail);
 	}
-	diag("ring of %u: %ld descriptors in %ld batches (%.1f laps), count wrapped %d times; counts:%s", N, wrap_total,
-	     wrap_batches, (double)wrap_total / N, wraps, counts);
+	ktap_diag("ring of %u: %ld descriptors in %ld batches (%.1f laps), count wrapped %d times; counts:%s", N, wrap_total,
+		  wrap_batches, (double)wrap_total / N, wraps, counts);
 	if (ok && wrap_total < 5L * N) {
-		diag("only %ld descriptors: fewer than 5 laps", wrap_total);
+		ktap_diag("only %ld descriptors: fewer than 5 laps", wrap_total);
 		ok = 0;
 	}
 	if (ok && wraps < 5) {
-		diag("the count wrapped only %d times", wraps);
+		ktap_diag("the count wrapped only %d times", wraps);
 		ok = 0;
 	}
 	wrap_laps_ok = ok;
@@ -1194,11 +1013,11 @@ static int t_wrap_data(void)
 	for (long b = 0; b < wrap_batches; b++) {
 		uint64_t want = 0xB47C000000000000ull | (uint64_t)b;
 		if (st[b] != want && bad++ < 8)
-			diag("status of batch %ld: 0x%016" PRIx64 ", expected 0x%016" PRIx64, b, st[b], want);
+			ktap_diag("status of batch %ld: 0x%016" PRIx64 ", expected 0x%016" PRIx64, b, st[b], want);
 	}
-	diag("%ld memcpy descriptors (%zu bytes) and %ld status values checked", memcpys, bytes, wrap_batches);
+	ktap_diag("%ld memcpy descriptors (%zu bytes) and %ld status values checked", memcpys, bytes, wrap_batches);
 	if (!bad)
-		diag("gddr-check 0x%" PRIx64 " %zu 0x%08x", G(G_WRAP), bytes, wrap_seed);
+		ktap_diag("gddr-check 0x%" PRIx64 " %zu 0x%08x", G(G_WRAP), bytes, wrap_seed);
 	return !bad;
 }
 
@@ -1232,7 +1051,7 @@ static int sicr_clear(int ch)
 	wr(SICR0, DMA_SRC(ch));
 	uint32_t v = rd(SICR0);
 	if (v & DMA_SRC(ch)) {
-		diag("SICR0 0x%08x: bit %d still set after writing 1 to clear it", v, 8 + ch);
+		ktap_diag("SICR0 0x%08x: bit %d still set after writing 1 to clear it", v, 8 + ch);
 		return 0;
 	}
 	return 1;
@@ -1255,19 +1074,19 @@ static int status_one(int slot, int intr, int masked, int want_irq)
 	if (masked) {
 		cwr(c, DCAR, dcar & ~DCAR_IM1);
 		if (rd(SICR0) & DMA_SRC(c->n)) {
-			diag("SICR0 bit %d is set after the masked STATUS (read after unmasking again)", 8 + c->n);
+			ktap_diag("SICR0 bit %d is set after the masked STATUS (read after unmasking again)", 8 + c->n);
 			ok = 0;
 		}
 	}
 	uint64_t got = *stat_slot(slot);
-	diag("STATUS 0x%016" PRIx64 "%s, DCAR 0x%08x: count %u -> %u, value read back 0x%016" PRIx64 ", SICR0 0x%08x",
-	     value, intr ? " with bit 59" : "", dcar, start, c->tail, got, sicr);
+	ktap_diag("STATUS 0x%016" PRIx64 "%s, DCAR 0x%08x: count %u -> %u, value read back 0x%016" PRIx64 ", SICR0 0x%08x",
+		  value, intr ? " with bit 59" : "", dcar, start, c->tail, got, sicr);
 	if (got != value) {
-		diag("the status value did not land");
+		ktap_diag("the status value did not land");
 		ok = 0;
 	}
 	if (!!(sicr & DMA_SRC(c->n)) != want_irq) {
-		diag("SICR0 bit %d is %d, expected %d", 8 + c->n, !!(sicr & DMA_SRC(c->n)), want_irq);
+		ktap_diag("SICR0 bit %d is %d, expected %d", 8 + c->n, !!(sicr & DMA_SRC(c->n)), want_irq);
 		ok = 0;
 	}
 	if (want_irq)
@@ -1291,9 +1110,9 @@ static int t_status_card(void)
 	__sync_synchronize();
 	int ok = put_status(c, value, addr, 0) == 0 && chan_sync(c) == 0;
 	uint64_t got = *p;
-	diag("STATUS 0x%016" PRIx64 " -> card 0x%" PRIx64 ": read back 0x%016" PRIx64, value, addr, got);
+	ktap_diag("STATUS 0x%016" PRIx64 " -> card 0x%" PRIx64 ": read back 0x%016" PRIx64, value, addr, got);
 	if (ok && got == value)
-		diag("gddr-u64 0x%" PRIx64 " 0x%016" PRIx64, addr, value);
+		ktap_diag("gddr-u64 0x%" PRIx64 " 0x%016" PRIx64, addr, value);
 	return ok && got == value;
 }
 
@@ -1318,8 +1137,8 @@ static int t_status_linux(void)
 		 put_status(c, 0, card_of(&stat_buf, 64), 1) == 0 && chan_sync(c) == 0;
 	uint32_t sicr = rd(SICR0);
 	uint32_t expect = (uint32_t)((start + n + 2) % c->nslots);
-	diag("%ld memcpy + 2 STATUS: count %u -> %u (expected %u), status_dest 0x%016" PRIx64 ", SICR0 0x%08x", n,
-	     start, c->tail, expect, *stat_slot(8), sicr);
+	ktap_diag("%ld memcpy + 2 STATUS: count %u -> %u (expected %u), status_dest 0x%016" PRIx64 ", SICR0 0x%08x", n,
+		  start, c->tail, expect, *stat_slot(8), sicr);
 	ok = ok && c->tail == expect && *stat_slot(8) == 0 && (sicr & DMA_SRC(c->n));
 	ok = !check_pattern(stat_data.va, 64 * KiB, seed, "memcpy before the status pair") && ok;
 	return sicr_clear(c->n) && ok;
@@ -1349,7 +1168,7 @@ static int error_case(const char *what, uint64_t bad_qw0, uint64_t bad_qw1)
 {
 	struct chan *c = &err_ch;
 	if (!c->ready) {
-		diag("channel %d is not set up", c->n);
+		ktap_diag("channel %d is not set up", c->n);
 		return 0;
 	}
 	uint32_t seed = new_seed();
@@ -1372,37 +1191,37 @@ static int error_case(const char *what, uint64_t bad_qw0, uint64_t bad_qw1)
 	int r = chan_poll(c, c->head, 0);
 	sleep_ms(50); /* and it does not move on */
 	uint32_t dstat = crd(c, DSTAT), dtpr = crd(c, DTPR), dcherr = crd(c, DCHERR), sicr = rd(SICR0);
-	diag("%s at ring index %u (qw0 0x%016" PRIx64 ", qw1 0x%016" PRIx64 "): DSTAT 0x%08x, DTPR %u, DCHERR 0x%08x, "
-	     "SICR0 0x%08x",
-	     what, bad_at, bad_qw0, bad_qw1, dstat, dtpr, dcherr, sicr);
-	diag("dma-error ch%d index %u dcherr 0x%x", c->n, bad_at, dcherr);
+	ktap_diag("%s at ring index %u (qw0 0x%016" PRIx64 ", qw1 0x%016" PRIx64 "): DSTAT 0x%08x, DTPR %u, DCHERR 0x%08x, "
+		  "SICR0 0x%08x",
+		  what, bad_at, bad_qw0, bad_qw1, dstat, dtpr, dcherr, sicr);
+	ktap_diag("dma-error ch%d index %u dcherr 0x%x", c->n, bad_at, dcherr);
 	if (r != -2) {
-		diag("the channel did not stop with DSTAT bit 29 (poll result %d)", r);
+		ktap_diag("the channel did not stop with DSTAT bit 29 (poll result %d)", r);
 		ok = 0;
 	}
 	if (!dcherr) {
-		diag("DCHERR is 0");
+		ktap_diag("DCHERR is 0");
 		ok = 0;
 	}
 	if (!(dstat & DSTAT_QUIESCE)) {
-		diag("DSTAT bit 29 is clear");
+		ktap_diag("DSTAT bit 29 is clear");
 		ok = 0;
 	}
 	if ((dstat & DSTAT_COUNT) != bad_at || dtpr != bad_at) {
-		diag("count %u / DTPR %u: expected both to stop at the failing descriptor %u", dstat & DSTAT_COUNT, dtpr,
-		     bad_at);
+		ktap_diag("count %u / DTPR %u: expected both to stop at the failing descriptor %u", dstat & DSTAT_COUNT, dtpr,
+			  bad_at);
 		ok = 0;
 	}
 	if (check_pattern(a, 4 * KiB, seed, "memcpy before the bad descriptor") || st[0] != 0x600D) {
-		diag("the descriptors before the bad one did not complete (status 0x%" PRIx64 ")", st[0]);
+		ktap_diag("the descriptors before the bad one did not complete (status 0x%" PRIx64 ")", st[0]);
 		ok = 0;
 	}
 	if (check_fill(b, 4 * KiB, 0xEE, "memcpy after the bad descriptor") || st[1] != 0) {
-		diag("descriptors after the bad one executed (status 0x%" PRIx64 ")", st[1]);
+		ktap_diag("descriptors after the bad one executed (status 0x%" PRIx64 ")", st[1]);
 		ok = 0;
 	}
 	if (!(sicr & ERR_SRC))
-		diag("note: SICR0 bit 30 (SBOX error source) is not set");
+		ktap_diag("note: SICR0 bit 30 (SBOX error source) is not set");
 	return ok;
 }
 
@@ -1446,9 +1265,9 @@ static int other_channel(void)
 	ok = do_copy(c, C2H, 64 * KiB, NULL, &b, G_C2H, 0, MAX_XFER_HOST) && ok;
 	buf_free(&b);
 	uint32_t e1 = crd(&err_ch, DCHERR), s1 = crd(&err_ch, DSTAT);
-	diag("stopped ch%d meanwhile: DCHERR 0x%x -> 0x%x, DSTAT 0x%08x -> 0x%08x", err_ch.n, e0, e1, s0, s1);
+	ktap_diag("stopped ch%d meanwhile: DCHERR 0x%x -> 0x%x, DSTAT 0x%08x -> 0x%08x", err_ch.n, e0, e1, s0, s1);
 	if (e1 != e0 || s1 != s0) {
-		diag("the stopped channel changed");
+		ktap_diag("the stopped channel changed");
 		ok = 0;
 	}
 	return ok;
@@ -1463,13 +1282,13 @@ static int t_err_reset(void)
 		return 0;
 	uint32_t e0 = crd(c, DCHERR), s0 = crd(c, DSTAT);
 	if (!e0) {
-		diag("ch%d has no error to clear", c->n);
+		ktap_diag("ch%d has no error to clear", c->n);
 		return 0;
 	}
 	if (card_reset())
 		return 0;
 	uint32_t e1 = crd(c, DCHERR), s1 = crd(c, DSTAT), t1 = crd(c, DTPR);
-	diag("ch%d: DCHERR 0x%x -> 0x%x, DSTAT 0x%08x -> 0x%08x, DTPR %u", c->n, e0, e1, s0, s1, t1);
+	ktap_diag("ch%d: DCHERR 0x%x -> 0x%x, DSTAT 0x%08x -> 0x%08x, DTPR %u", c->n, e0, e1, s0, s1, t1);
 	int ok = !e1 && !(s1 & DSTAT_QUIESCE);
 	/* and the channel works again */
 	ok = chan_setup(c) && ok;
@@ -1488,7 +1307,7 @@ static int t_err_src_gddr(void)
 	if (!error_prepare())
 		return 0;
 	uint64_t src = gddr_size; /* the first byte past card memory */
-	diag("memcpy source 0x%" PRIx64 ": just past the %llu MiB of card memory", src, gddr_size >> 20);
+	ktap_diag("memcpy source 0x%" PRIx64 ": just past the %llu MiB of card memory", src, gddr_size >> 20);
 	return error_case("memcpy from outside card memory", (src & ADDR40) | ((uint64_t)(4096 >> 6) << MEMCPY_LEN_SHIFT),
 			  (DESC_MEMCPY << DESC_TYPE_SHIFT) | G(G_ERR + 0x40000u));
 }
@@ -1535,8 +1354,8 @@ static int t_bench_setup(void)
 	uint32_t slots = o.ring_slots < 256 ? 256 : (uint32_t)o.ring_slots;
 	if (chan_alloc(&bench_ch, bench_chan, slots) || buf_alloc(&bench_buf, BENCH_BUF, HUGE_PREF))
 		return 0;
-	diag("bench buffer: %u MiB in %s, %d physically contiguous runs; %ld MiB per measurement", BENCH_BUF / MiB,
-	     buf_kind(&bench_buf), bench_buf.nruns, o.bench_mib);
+	ktap_diag("bench buffer: %u MiB in %s, %d physically contiguous runs; %ld MiB per measurement", BENCH_BUF / MiB,
+		  buf_kind(&bench_buf), bench_buf.nruns, o.bench_mib);
 	if (!chan_setup(&bench_ch))
 		return 0;
 	/* Warm up: both buffers touched by the engine once (first-touch page faults are not the engine's speed). */
@@ -1574,9 +1393,10 @@ static int bench(int to_card, uint32_t desc, const char *label)
 	uint64_t us = now_us() - t0;
 	size_t bad = to_card ? check_pattern(gddr + G(G_BENCH), total < BENCH_BUF ? total : BENCH_BUF, seed, "bench card")
 			     : check_pattern(bench_buf.va, total < BENCH_BUF ? total : BENCH_BUF, seed, "bench guest");
-	diag("bench %s %s: %.0f MB/s", to_card ? "host->card" : "card->host", label, us ? (double)total / (double)us : 0.0);
-	diag("  %zu bytes in %ld descriptors of <= %u bytes, %" PRIu64 " us, %ld DSTAT polls", total, descs, desc, us,
-	     c->polls - polls0);
+	ktap_diag("bench %s %s: %.0f MB/s", to_card ? "host->card" : "card->host", label,
+		  us ? (double)total / (double)us : 0.0);
+	ktap_diag("  %zu bytes in %ld descriptors of <= %u bytes, %" PRIu64 " us, %ld DSTAT polls", total, descs, desc, us,
+		  c->polls - polls0);
 	return !bad;
 }
 
@@ -1594,6 +1414,11 @@ static void bench_teardown(void)
 /* ------------------------------------------------------------ main */
 
 enum { GR_COPY = 1, GR_WRAP = 2, GR_STATUS = 4, GR_ERRORS = 8, GR_BENCH = 16, GR_ALL = 15 };
+
+static const struct vg_group words[] = {
+	{ "all", GR_ALL }, { "copy", GR_COPY }, { "wrap", GR_WRAP }, { "status", GR_STATUS },
+	{ "errors", GR_ERRORS }, { "bench", GR_BENCH }, { 0 },
+};
 
 struct test {
 	int group;
@@ -1648,58 +1473,15 @@ static const struct test tests[] = {
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	env_defaults();
-	int groups = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strncmp(a, "--", 2) == 0) {
-			const char *nm = a + 2, *eq = strchr(nm, '=');
-			size_t len = eq ? (size_t)(eq - nm) : strlen(nm);
-			const struct optdef *d = NULL;
-			for (size_t k = 0; k < NOPTS; k++)
-				if (strlen(optdefs[k].name) == len && strncmp(optdefs[k].name, nm, len) == 0)
-					d = &optdefs[k];
-			if (!d) {
-				if (strcmp(nm, "help") == 0) {
-					printf("usage: vphi-dma [all|copy|wrap|status|errors|bench ...] [--channel N] [--bdf D:B:D.F]\n"
-					       "  [--ring-slots N] [--gddr-base NUM] [--timeout-ms N] [--hugepages N] [--no-huge]\n"
-					       "  [--bench-mib N]   (see the comment at the top of guest-tests/vphi-dma.c)\n");
-					exit(0);
-				}
-				usage_exit("unknown option %s", a);
-			}
-			const char *v = eq ? eq + 1 : NULL;
-			if (!v && d->kind != K_FLAG) {
-				if (i + 1 >= argc)
-					usage_exit("%s needs a value", a);
-				v = argv[++i];
-			}
-			set_opt(d, v);
-		} else if (!strcmp(a, "all"))
-			groups |= GR_ALL;
-		else if (!strcmp(a, "copy"))
-			groups |= GR_COPY;
-		else if (!strcmp(a, "wrap"))
-			groups |= GR_WRAP;
-		else if (!strcmp(a, "status"))
-			groups |= GR_STATUS;
-		else if (!strcmp(a, "errors"))
-			groups |= GR_ERRORS;
-		else if (!strcmp(a, "bench"))
-			groups |= GR_BENCH;
-		else
-			usage_exit("unknown test group '%s'", a);
-	}
-	if (!groups)
-		groups = GR_ALL;
+	int groups = vg_options(optdefs, words, help, argc, argv);
 	if (o.channel >= 4)
-		usage_exit("--channel must be 0..3 (the host-owned channels)");
+		vg_usage_exit("--channel must be 0..3 (the host-owned channels)");
 	if (o.ring_slots < 16 || o.ring_slots > 0x1ffff)
-		usage_exit("--ring-slots must be 16..131071");
+		vg_usage_exit("--ring-slots must be 16..131071");
 	if (o.gddr_base & 0xfff)
-		usage_exit("--gddr-base must be 4 KiB aligned");
+		vg_usage_exit("--gddr-base must be 4 KiB aligned");
 	if (o.timeout_ms <= 0 || o.bench_mib <= 0)
-		usage_exit("--timeout-ms and --bench-mib must be positive");
+		vg_usage_exit("--timeout-ms and --bench-mib must be positive");
 	if (o.channel >= 0)
 		copy_chan = wrap_chan = stat_chan = err_chan = bench_chan = (int)o.channel;
 
@@ -1707,15 +1489,15 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < NTESTS; k++)
 		plan += (tests[k].group & groups) != 0;
 	plan++; /* find-device */
-	printf("KTAP version 1\n1..%d\n", plan);
+	ktap_plan(plan);
 
 	int found = find_device() == 0 && enable_device() == 0;
 	if (found) {
 		gddr_size = bar_size(0);
 		unsigned long long b4 = bar_size(4);
 		if (gddr_size < o.gddr_base + G_TOTAL || b4 < 0x20000) {
-			diag("BAR0 0x%llx bytes (need 0x%llx for the tests), BAR4 0x%llx (need 0x20000)", gddr_size,
-			     o.gddr_base + G_TOTAL, b4);
+			ktap_diag("BAR0 0x%llx bytes (need 0x%llx for the tests), BAR4 0x%llx (need 0x20000)", gddr_size,
+				  o.gddr_base + G_TOTAL, b4);
 			found = 0;
 		}
 	}
@@ -1727,11 +1509,11 @@ int main(int argc, char **argv)
 	if (found) {
 		/* Locked buffers must not move: no compaction of unevictable pages (the card is there, so
 		 * this is the test guest; the setting is not put back). */
-		write_file("/proc/sys/vm/compact_unevictable_allowed", "0");
-		diag("card at %s: BAR0 %llu MiB, DCR 0x%08x, SPAD2 0x%08x; huge pages %s", bdf, gddr_size >> 20, rd(DCR),
-		     rd(SPAD2), hugepages_ready() ? "available" : "unavailable");
+		vg_write_file("/proc/sys/vm/compact_unevictable_allowed", "0");
+		ktap_diag("card at %s: BAR0 %llu MiB, DCR 0x%08x, SPAD2 0x%08x; huge pages %s", vg_bdf, gddr_size >> 20, rd(DCR),
+			  rd(SPAD2), hugepages_ready() ? "available" : "unavailable");
 	}
-	result(found, "find-device");
+	ktap_result(found, "find-device");
 
 	int last_group = 0;
 	for (size_t k = 0; k < NTESTS; k++) {
@@ -1747,13 +1529,12 @@ int main(int argc, char **argv)
 				status_teardown();
 		}
 		last_group = t->group;
-		result(found && t->fn(), t->name);
+		ktap_result(found && t->fn(), t->name);
 	}
 	copy_teardown();
 	wrap_teardown();
 	status_teardown();
 	errors_teardown();
 	bench_teardown();
-	printf("# vphi-dma: %d of %d failed\n", n_failed, plan);
-	return n_failed ? 1 : 0;
+	return ktap_done();
 }
