@@ -81,9 +81,11 @@ async function benchRtt(dir: string): Promise<void> {
   const vphi = join(REPO_ROOT, 'bin/vphi');
   const c: number[] = [], v: number[] = [], vt: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    c.push(await rtt([sample, join(dir, 'c.sock')], 0, 0, join(dir, 'c.sock')));
-    v.push(await rtt([vphi, 'serve', '--socket-path', join(dir, 'v.sock')], 4, 0x1ab20, join(dir, 'v.sock')));
-    vt.push(await rtt([vphi, 'serve', '--socket-path', join(dir, 't.sock'), '--trace', join(dir, 't.jsonl')], 4, 0x1ab20, join(dir, 't.sock')));
+    // Fresh socket names each round: the C sample server leaves its socket file behind.
+    const sock = (n: string) => join(dir, `${n}${i}.sock`);
+    c.push(await rtt([sample, sock('c')], 0, 0, sock('c')));
+    v.push(await rtt([vphi, 'serve', '--socket-path', sock('v')], 4, 0x1ab20, sock('v')));
+    vt.push(await rtt([vphi, 'serve', '--socket-path', sock('t'), '--trace', join(dir, `t${i}.jsonl`)], 4, 0x1ab20, sock('t')));
   }
   const [mc, mv, mt] = [median(c), median(v), median(vt)];
   line(`   libvfio-user C sample server (BAR0):  ${(mc / 1000).toFixed(1)} µs`);
