@@ -24,6 +24,7 @@ import type { ChannelState } from '../device/x100/dma/engine.ts';
 import { DCHERR_DESC_TYPE, DCHERR_DST_ADDR, DCHERR_SRC_ADDR, DSTAT_COUNT_MASK, DSTAT_QUIESCE } from '../device/x100/dma/regs.ts';
 import { runGuest, type GuestResult } from './guest.ts';
 import { findResult, summarize, type KtapResult } from './ktap.ts';
+import { patWord } from './pattern.ts';
 
 const ready = nativeAvailable() && existsSync(debianKernel()) && existsSync(qemuBinary());
 const APERTURE = 0x2000_0000;
@@ -52,16 +53,6 @@ const GROUPS: Record<string, string[]> = {
   ],
 };
 
-/** guest-tests/vphi-dma.c pat_word(): lowbias32 of seed ^ i·golden ratio. */
-function patWord(seed: number, i: number): number {
-  let x = (seed ^ Math.imul(i, 0x9e3779b1)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 /** Where card memory differs from the pattern (null: it matches). */
 function patternMismatch(mem: Buffer, addr: number, len: number, seed: number): string | null {

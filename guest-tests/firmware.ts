@@ -14,6 +14,7 @@
  * aperture after a boot.
  */
 import type { InitramfsFile } from './initramfs.ts';
+import { patWord } from './pattern.ts';
 
 /** Paths relative to the firmware search path, as written to sysfs. */
 export const UOS_NAME = 'mic/uos.img';
@@ -33,16 +34,6 @@ const RAMDISK_SEED = 0x4a3d_d15c;
 export const RAMDISK_IMAGE_OFF = 0x218;
 export const RAMDISK_SIZE_OFF = 0x21c;
 
-/** Word i of a pattern (lowbias32 of seed ^ i·golden ratio). */
-function patWord(seed: number, i: number): number {
-  let x = (seed ^ Math.imul(i, 0x9e3779b1)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 /**
  * Header (64 bytes): the magic (NUL padded to 32), u32 size, u32 seed,

@@ -18,22 +18,7 @@ plan 10
 expect booted "$(attr state)" booting
 expect post-code-os "$(post_code)" OS
 
-smpt=$(grep '^ *|' "$MIC_DBG/smpt")
-bad=""
-n=0
-ref0=0
-while IFS='|' read -r _ idx rest; do
-  set -- $rest
-  i=$((idx + 0))
-  want=$(printf '0x%x' $((i << 34)))
-  [ "$1" = "$want" ] || bad="$bad entry $i: $1 != $want;"
-  [ "$i" = 0 ] && ref0=$2
-  n=$((n + 1))
-done <<END
-$smpt
-END
-[ "$n" = 32 ] || bad="$bad $n entries, expected 32"
-if [ -z "$bad" ] && [ "$ref0" -gt 0 ]; then pass smpt-entries; else fail smpt-entries "$bad" "$smpt"; fi
+check_smpt_identity smpt-entries
 
 bad=""
 for ch in 0 1 2 3; do

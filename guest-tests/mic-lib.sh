@@ -133,3 +133,25 @@ post_code() {
 dma_reg_file() {
   ls "$DMA_DBG"/*/mic_dma_reg 2>/dev/null
 }
+
+# check_smpt_identity NAME: debugfs smpt shows the 32 identity entries of
+# mic_smpt_init() (entry i = i << 34) and entry 0 in use (the device page).
+check_smpt_identity() {
+  check=$1 # set -- below replaces $1
+  smpt=$(grep '^ *|' "$MIC_DBG/smpt")
+  bad=""
+  n=0
+  ref0=""
+  while IFS='|' read -r _ idx rest; do
+    set -- $rest
+    i=$((idx + 0))
+    want=$(printf '0x%x' $((i << 34)))
+    [ "$1" = "$want" ] || bad="$bad entry $i: $1 != $want;"
+    [ "$i" = 0 ] && ref0=$2
+    n=$((n + 1))
+  done <<END
+$smpt
+END
+  [ "$n" = 32 ] || bad="$bad $n entries, expected 32"
+  if [ -z "$bad" ] && [ "${ref0:-0}" -gt 0 ]; then pass "$check"; else fail "$check" "$bad" "entry 0 ref count '${ref0}'" "$smpt"; fi
+}

@@ -25,22 +25,7 @@ if [ -z "$missing" ]; then pass debugfs-files; else fail debugfs-files "missing 
 expect post-code-ready "$(post_code)" FF
 
 # mic_smpt_init(): entry i maps host DMA address i << 34; entry 0 holds the device page.
-smpt=$(grep '^ *|' "$MIC_DBG/smpt")
-bad=""
-n=0
-ref0=""
-while IFS='|' read -r _ idx rest; do
-  set -- $rest
-  i=$((idx + 0))
-  want=$(printf '0x%x' $((i << 34)))
-  [ "$1" = "$want" ] || bad="$bad entry $i: $1 != $want;"
-  [ "$i" = 0 ] && ref0=$2
-  n=$((n + 1))
-done <<END
-$smpt
-END
-[ "$n" = 32 ] || bad="$bad $n entries, expected 32"
-if [ -z "$bad" ] && [ "${ref0:-0}" -gt 0 ]; then pass smpt-identity; else fail smpt-identity "$bad" "entry 0 ref count '${ref0}'" "$smpt"; fi
+check_smpt_identity smpt-identity
 
 # MSI-X: mic_setup_msix() enables exactly MIC_MIN_MSIX = 9 vectors; nothing is requested at probe.
 nvec=$(grep -c 'MXAR\[' "$MIC_DBG/msi_irq_info")
