@@ -75,8 +75,8 @@ export class DeviceServer<D extends DeviceModel> {
     const log = opts.log ?? (() => {});
     this.host = new HostMemory(this.tracer);
     const t = this.tracer;
-    // Callbacks fire only once a client attaches, after the constructor.
-    let irq: InterruptDelivery | undefined;
+    // Callbacks fire only once a client attaches, after the constructor has
+    // set this.irq and this.device.
     this.ctx = binding.createContext(
       {
         socketPath: opts.socketPath,
@@ -116,16 +116,16 @@ export class DeviceServer<D extends DeviceModel> {
         onDmaUnmap: (iova, length) => this.host.unmap(iova, length),
         onReset: (type) => {
           if (t.enabled) t.event('reset', { type });
-          irq?.reset();
+          this.irq.reset();
           this.device.reset(`vfio-user reset type ${type}`);
         },
-        onIrqState: (type, start, count, masked) => irq?.onIrqState(type, start, count, masked),
+        onIrqState: (type, start, count, masked) => this.irq.onIrqState(type, start, count, masked),
         onConnection: (attached) => {
           if (t.enabled) t.event('conn', { attached });
           log('info', attached ? 'client attached' : 'client detached');
           if (!attached) {
             this.host.clear();
-            irq?.reset();
+            this.irq.reset();
             this.device.reset('client detached');
           }
         },
@@ -145,13 +145,13 @@ export class DeviceServer<D extends DeviceModel> {
           if (t.enabled) t.event('refused', { reason });
           log('warn', `refused a second client: ${reason}`);
         },
-        onPoll: () => irq?.retry(),
+        onPoll: () => this.irq.retry(),
       },
     );
     // The capability list is fixed once the context exists.
     this.caps = walkCapabilities((o) => this.ctx.readConfig(o, 1));
     const msix = this.caps.find((c) => c.id === 0x11);
-    this.irq = irq = new InterruptDelivery(this.ctx, spec.msix.vectors, msix ? msix.offset : 0, this.tracer);
+    this.irq = new InterruptDelivery(this.ctx, spec.msix.vectors, msix ? msix.offset : 0, this.tracer);
     if (t.enabled) this.ctx.setLogLevel(LOG_DEBUG);
     this.device = spec.create({
       regionMemory: (i) => this.ctx.regionMemory(i),
