@@ -13,26 +13,29 @@ QEMU_SRC_SUITE="trixie"              # the qemu source package carrying subproje
 DEBIAN_MIRROR="http://deb.debian.org/debian"
 
 QUIET_IF_DONE=0
+VPHI_TAG="${VPHI_TAG:-vphi setup}"
 _step_name=""
 _step_start=0
+
+if [ -t 2 ]; then B=$'\033[1m'; R=$'\033[31m'; N=$'\033[0m'; else B=""; R=""; N=""; fi
 
 step() { # step NAME: announce a step
   _step_name="$1"
   _step_start=$(date +%s%N)
-  printf '\033[1m[vphi setup]\033[0m %s ...\n' "$_step_name" >&2
+  printf '%s[%s]%s %s ...\n' "$B" "$VPHI_TAG" "$N" "$_step_name" >&2
 }
 
 step_done() {
   local ms=$(( ($(date +%s%N) - _step_start) / 1000000 ))
-  printf '\033[1m[vphi setup]\033[0m %s: done (%d.%03d s)\n' "$_step_name" $((ms / 1000)) $((ms % 1000)) >&2
+  printf '%s[%s]%s %s: done (%d.%03d s)\n' "$B" "$VPHI_TAG" "$N" "$_step_name" $((ms / 1000)) $((ms % 1000)) >&2
 }
 
 skip() { # skip NAME: a cached step
-  [ "$QUIET_IF_DONE" = 1 ] || printf '[vphi setup] %s: cached\n' "$1" >&2
+  [ "$QUIET_IF_DONE" = 1 ] || printf '[%s] %s: cached\n' "$VPHI_TAG" "$1" >&2
 }
 
 die() { # die MESSAGE: one clear line naming the step, then exit
-  printf '\033[31m[vphi setup] FAILED at step "%s": %s\033[0m\n' "${_step_name:-setup}" "$*" >&2
+  printf '%s[%s] FAILED at step "%s": %s%s\n' "$R" "$VPHI_TAG" "${_step_name:-$VPHI_TAG}" "$*" "$N" >&2
   exit 1
 }
 
