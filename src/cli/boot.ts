@@ -36,7 +36,13 @@ export async function boot(o: BootOptions): Promise<number> {
   const initrd = o.initrd ?? (await buildTestInitramfs([], micGuestFiles()));
   const dir = o.socketPath ? null : mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'vphi-'));
   const socketPath = o.socketPath ?? join(dir as string, 'card.sock');
-  const server = startCard({ socketPath, apertureSize: o.apertureSize, trace: o.trace, verbose: o.verbose }, log);
+  let server;
+  try {
+    server = startCard({ socketPath, apertureSize: o.apertureSize, trace: o.trace, verbose: o.verbose }, log);
+  } catch (e) {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   // Harmless on a kernel without the MIC stack; required on one with it built in.
   const append = [MIC_APPEND, o.append].filter(Boolean).join(' ');
   const args = qemuArgs({ kernel, initrd, append, memoryMiB: o.memoryMiB ?? 512, socketPath });

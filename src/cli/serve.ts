@@ -1,9 +1,6 @@
 /**
  * `vphi serve`: the card alone, on a vfio-user socket, until SIGINT/SIGTERM.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadNativeBinding } from '../binding/native.ts';
 import { DeviceServer } from '../server.ts';
 import { createTracer, NULL_TRACER } from '../trace/tracer.ts';
@@ -37,7 +34,8 @@ export function startCard(o: ServeOptions, log: Logger): DeviceServer<X100Card> 
     throw new UsageError(`--aperture: ${(e as Error).message}`);
   }
   const tracer = o.trace ? createTracer(o.trace) : NULL_TRACER;
-  const socketPath = o.socketPath ?? join(mkdtempSync(join(tmpdir(), 'vphi-fd-')), 'placeholder.sock');
+  // With --fd the addon serves the inherited socket and never uses the path.
+  const socketPath = o.socketPath ?? `fd:${o.fd}`;
   return new DeviceServer(loadNativeBinding(), { ...spec, listenFd: o.fd }, { socketPath, tracer, log });
 }
 

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatTrace } from './format.ts';
@@ -7,8 +7,13 @@ import { createTracer } from './tracer.ts';
 import { RegisterFile } from '../regs/file.ts';
 import { SPAD_BLOCK } from '../../device/x100/spad/regs.ts';
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function writeTrace(): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'vphi-trace-')), 't.jsonl');
+  const dir = mkdtempSync(join(tmpdir(), 'vphi-trace-'));
+  dirs.push(dir);
+  const file = join(dir, 't.jsonl');
   const t = createTracer(file);
   const f = new RegisterFile('bar4', 4, 0x20000, [SPAD_BLOCK], t);
   f.write(0x1ab20, 4, 0xc0de0000);
