@@ -256,14 +256,7 @@ void Context::DoClose() noexcept {
       hookInstalled_ = false;
     }
     if (wasAttached) {
-      std::string error;
-      if (!Invoke(&error, [&]() {
-            napi_value args[1] = {Napi::Boolean::New(env_, false)};
-            onConnection_.Call(callbacks_.Value(), 1, args);
-          }) &&
-          !error.empty()) {
-        ReportJsError("onConnection", error);
-      }
+      EmitConnection(false);
     }
     if (refed_) {
       refed_ = false;

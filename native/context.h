@@ -146,6 +146,7 @@ class Context : public Napi::ObjectWrap<Context> {
   void Refuse();
   void RunRequests();
   void Disconnected();
+  void EmitConnection(bool attached);
   // Runs fn inside a handle scope and a callback scope, so that promise jobs
   // and nextTicks queued by the JS callbacks run when it returns.
   template <typename F>

@@ -307,14 +307,7 @@ void Context::OnListenReadable() {
     if (rc == 0) {
       attached_ = true;
       StartConnPoll();
-      std::string error;
-      if (!Invoke(&error, [&]() {
-            napi_value args[1] = {Napi::Boolean::New(env_, true)};
-            onConnection_.Call(callbacks_.Value(), 1, args);
-          }) &&
-          !error.empty()) {
-        ReportJsError("onConnection", error);
-      }
+      EmitConnection(true);
       return;
     }
     if (err == EAGAIN || err == EWOULDBLOCK) return;  // it left before accept
@@ -365,20 +358,25 @@ void Context::RunRequests() {
   }
 }
 
+// callbacks.onConnection(attached), reporting a JS exception instead of throwing.
+void Context::EmitConnection(bool attached) {
+  std::string error;
+  if (!Invoke(&error, [&]() {
+        napi_value args[1] = {Napi::Boolean::New(env_, attached)};
+        onConnection_.Call(callbacks_.Value(), 1, args);
+      }) &&
+      !error.empty()) {
+    ReportJsError("onConnection", error);
+  }
+}
+
 // The client went away; libvfio-user has already unregistered its DMA
 // regions, reset the device (LOST_CONN), dropped the eventfds and closed the
 // connection. Back to listening (the listen poll never stopped).
 void Context::Disconnected() {
   attached_ = false;
   StopConnPoll();
-  std::string error;
-  if (!Invoke(&error, [&]() {
-        napi_value args[1] = {Napi::Boolean::New(env_, false)};
-        onConnection_.Call(callbacks_.Value(), 1, args);
-      }) &&
-      !error.empty()) {
-    ReportJsError("onConnection", error);
-  }
+  EmitConnection(false);
 }
 
 // A second client while one is attached: accept it ourselves, answer its
