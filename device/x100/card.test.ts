@@ -172,12 +172,11 @@ describe('interrupts (SICR0/SICE0/SICC0/SIAC0/MXAR)', () => {
 });
 
 describe('host → card doorbells', () => {
+  /** A block that subscribes to every doorbell but 7 (the boot ROM's), as the SCIF node does to its own. */
   function withDoorbells() {
     const c = makeCard();
     const rung: number[] = [];
-    c.card.bootstrap.state = 'running';
-    const orig = c.card.bootstrap.doorbell.bind(c.card.bootstrap);
-    c.card.bootstrap.doorbell = (db, lo) => { rung.push(db); orig(db, lo); };
+    for (let db = 0; db < 16; db++) if (db !== 7) c.card.intc.doorbells.subscribe(db, (n) => rung.push(n));
     return { ...c, rung };
   }
 
@@ -188,6 +187,18 @@ describe('host → card doorbells', () => {
     w(APICICR_LO(2), 0x10); // no send bit: not a doorbell
     w(RDMASR(2), 0); // mic_x100_send_rdmasr_intr: doorbell 10
     expect(rung).toEqual([3, 10]);
+  });
+
+  it('stops delivering once a subscriber unsubscribes, and traces unowned rings', () => {
+    const c = makeCard();
+    const rung: number[] = [];
+    const off = c.card.intc.doorbells.subscribe(10, (n) => rung.push(n));
+    c.w(RDMASR(2), 0);
+    off();
+    c.w(RDMASR(2), 0);
+    expect(rung).toEqual([10]);
+    const rings = c.env.tracer.events.filter((e) => e.kind === 'card' && e.action === 'doorbell');
+    expect(rings.map((e) => [e.db, e.owners])).toEqual([[10, 1], [10, 0]]);
   });
 
   it('also decodes the RDMASR index bias of 3.13-era hosts, but not SBQ/TLB flush', () => {
@@ -248,9 +259,13 @@ describe('reset and boot', () => {
 
   it('treats APICICR7 as doorbell 7 once the card runs', () => {
     const c = makeCard();
+    const rung: number[] = [];
+    c.card.intc.doorbells.subscribe(7, (db, lo) => rung.push(db, lo ?? -1));
     hostStart(c);
     c.w(APICICR_LO(7), 0x20e5);
     expect(c.card.bootstrap.boots).toBe(1);
+    // Both rings reached doorbell 7's subscribers through the real path; only the first booted.
+    expect(rung).toEqual([7, 0x20e5, 7, 0x20e5]);
   });
 
   it('resets on RGCR: not ready at once, ready again after the reset delay', () => {

@@ -82,7 +82,7 @@ export class X100Card implements DeviceModel {
     this.registerFiles = new Map([[MMIO_BAR, this.bar4]]);
     this.smpt = new Smpt(this.bar4);
     this.mem = new CardAddressSpace(this.aperture, this.smpt, env.host);
-    this.intc = new InterruptController(this.bar4, env.irq, (db, lo) => this.bootstrap.doorbell(db, lo));
+    this.intc = new InterruptController(this.bar4, env.irq, env.tracer);
     this.dma = new DmaEngine({
       regs: this.bar4,
       mem: this.mem,
@@ -94,6 +94,7 @@ export class X100Card implements DeviceModel {
       regs: this.bar4,
       mem: this.mem,
       tracer: env.tracer,
+      doorbells: this.intc.doorbells,
       after: (ms, fn) => env.after(ms, fn),
       onCardReset: () => this.cardReset(),
       onBooted: (rec) => opts.onBooted?.(this, rec),

@@ -19,6 +19,10 @@ import { SPAD2_READY, SPAD2_APIC_ID, SPAD2_DOWNLOAD_ADDR } from '../spad/regs.ts
 import { setField } from '../../../src/regs/define.ts';
 import { POSTCODE_OS, POSTCODE_READY, POSTCODE_RESET } from './regs.ts';
 import { type BootParam, MIC_MAGIC, decodeBootParam } from './device-page.ts';
+import type { Doorbells } from '../interrupts/doorbells.ts';
+
+/** The doorbell of the boot interrupt (mic_x100_send_firmware_intr(): APICICR7). */
+export const BOOT_DOORBELL = 7;
 
 export type CardState = 'ready' | 'resetting' | 'running';
 
@@ -49,8 +53,8 @@ export interface BootstrapOptions {
   onCardReset(): void;
   /** The card OS started and read the device page (SCIF hooks in here). */
   onBooted?(rec: BootRecord): void;
-  /** A host → card doorbell other than the boot interrupt. */
-  onDoorbell?(db: number): void;
+  /** The host → card doorbells: the boot ROM owns doorbell 7, the boot interrupt. */
+  doorbells: Doorbells;
   /** GDDR download address (4 KiB aligned, <= 2 GiB). */
   bootAddr: number;
   apicId?: number;
@@ -68,6 +72,7 @@ export class Bootstrap {
 
   constructor(private readonly o: BootstrapOptions) {
     if (o.bootAddr % 4096 !== 0 || o.bootAddr > 0x80000000) throw new Error(`boot address 0x${o.bootAddr.toString(16)} must be 4 KiB aligned and <= 2 GiB`);
+    o.doorbells.subscribe(BOOT_DOORBELL, (_db, lo) => this.bootInterrupt(lo));
     o.regs.hook('RGCR', {
       postWrite: (v) => {
         if (v & 1) this.startReset();
@@ -89,14 +94,9 @@ export class Bootstrap {
     this.becomeReady();
   }
 
-  /** A host → card doorbell, decoded by the interrupt controller. */
-  doorbell(db: number, apicicrLow?: number): void {
-    if (db === 7 && apicicrLow !== undefined && (apicicrLow & 0xff) === BSP_INTERRUPT_VECTOR && this.state === 'ready') {
-      this.boot();
-      return;
-    }
-    if (this.o.tracer.enabled) this.o.tracer.event('card', { action: 'doorbell', db, state: this.state });
-    if (this.state === 'running') this.o.onDoorbell?.(db);
+  /** APICICR7 rang: with vector 229 while ready, the boot interrupt; otherwise the OS's business. */
+  private bootInterrupt(apicicrLow: number | undefined): void {
+    if (apicicrLow !== undefined && (apicicrLow & 0xff) === BSP_INTERRUPT_VECTOR && this.state === 'ready') this.boot();
   }
 
   private startReset(): void {

@@ -10,7 +10,9 @@
  */
 import type { RegisterFile } from '../../../src/regs/file.ts';
 import type { InterruptDelivery } from '../../../src/irq/delivery.ts';
+import type { Tracer } from '../../../src/trace/tracer.ts';
 import { APICICR_SEND, SDBIC_DBREQ, SRC_MASK } from './regs.ts';
+import { Doorbells } from './doorbells.ts';
 
 /** A readable name for source bit k. */
 export function sourceName(k: number): string {
@@ -20,20 +22,20 @@ export function sourceName(k: number): string {
   return `SRC${k}`;
 }
 
-export type DoorbellHandler = (db: number, apicicrLow?: number) => void;
-
 export class InterruptController {
   private readonly sicr0;
   private readonly sice0;
   private readonly siac0;
   private readonly mxar: { get(): number }[];
+  /** Host → card doorbells 0-15: blocks subscribe to the ones they own. */
+  readonly doorbells: Doorbells;
 
   constructor(
     private readonly regs: RegisterFile,
     private readonly irq: InterruptDelivery,
-    /** Host rang card doorbell `db` (0-15). For 0-7, the APICICR low value written. */
-    private readonly onDoorbell: DoorbellHandler,
+    tracer: Tracer,
   ) {
+    this.doorbells = new Doorbells(tracer);
     this.sicr0 = regs.ref('SICR0');
     this.sice0 = regs.ref('SICE0');
     this.siac0 = regs.ref('SIAC0');
@@ -52,11 +54,11 @@ export class InterruptController {
     for (let n = 0; n < 8; n++) {
       regs.hook(`APICICR${n}_LO`, {
         postWrite: (v) => {
-          if (v & APICICR_SEND) this.onDoorbell(n, v);
+          if (v & APICICR_SEND) this.doorbells.ring(n, v);
         },
       });
-      regs.hook(`RDMASR${n}`, { postWrite: () => this.onDoorbell(8 + n) });
-      regs.hook(`RDMASR${17 + n}`, { postWrite: () => this.onDoorbell(8 + n) });
+      regs.hook(`RDMASR${n}`, { postWrite: () => this.doorbells.ring(8 + n) });
+      regs.hook(`RDMASR${17 + n}`, { postWrite: () => this.doorbells.ring(8 + n) });
     }
     for (let n = 0; n < 4; n++) {
       regs.hook(`SDBIC${n}`, {
