@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../qemu/kernel.ts';
+import { REPO_ROOT } from '../paths.ts';
 
 const vphi = (...args: string[]) => spawnSync(join(REPO_ROOT, 'bin/vphi'), args, { encoding: 'utf8' });
 
