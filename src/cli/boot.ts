@@ -13,17 +13,14 @@ import { qemuArgs, qemuBinary } from '../qemu/command.ts';
 import { buildGuestInitramfs, micGuestFiles } from '../guest/image.ts';
 import { debianKernel, MIC_APPEND } from '../qemu/kernel.ts';
 import { UsageError } from './args.ts';
+import type { CardSettings } from './options.ts';
 import { startCard, stderrLogger } from './serve.ts';
 
-export interface BootOptions {
+export interface BootOptions extends CardSettings {
   kernel?: string;
   initrd?: string;
   append?: string;
   memoryMiB?: number;
-  apertureSize?: number;
-  trace?: string;
-  socketPath?: string;
-  verbose: boolean;
 }
 
 export async function boot(o: BootOptions): Promise<number> {
