@@ -24,7 +24,7 @@ import type { ChannelState } from '../device/x100/dma/engine.ts';
 import { DCHERR_DESC_TYPE, DCHERR_DST_ADDR, DCHERR_SRC_ADDR, DSTAT_COUNT_MASK, DSTAT_QUIESCE } from '../device/x100/dma/regs.ts';
 import { runGuest, type GuestResult } from './guest.ts';
 import { findResult, summarize, type KtapResult } from './ktap.ts';
-import { patWord } from './pattern.ts';
+import { patWord } from '../src/guest/pattern.ts';
 
 const ready = nativeAvailable() && existsSync(debianKernel()) && existsSync(qemuBinary());
 const APERTURE = 0x2000_0000;

@@ -1,18 +1,17 @@
 /**
- * Boots the Debian kernel with the test initramfs under TCG, without the
+ * Boots the Debian kernel with the guest initramfs under TCG, without the
  * card: an ivshmem-plain device (a file-backed 64-bit prefetchable BAR2)
  * stands in for it so vphi-probe's sysfs parsing and BAR mmap paths run, and
  * the host checks that the bytes the guest wrote landed in the backing file.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { debianKernel } from '../src/qemu/kernel.ts';
 import { qemuBinary } from '../src/qemu/command.ts';
-import { buildTestInitramfs, runGuest, testsParam } from './guest.ts';
+import { runGuest, testsParam } from './guest.ts';
 import { findResult, summarize } from './ktap.ts';
-import { readCpio, REPO_ROOT } from './initramfs.ts';
 
 describe('testsParam', () => {
   it('joins tests with commas and quotes when there are spaces', () => {
@@ -28,20 +27,6 @@ describe('testsParam', () => {
 });
 
 const haveGuest = existsSync(debianKernel()) && existsSync(qemuBinary()) && existsSync(join(debianKernel(), '../busybox'));
-
-describe.skipIf(!haveGuest)('the test initramfs', () => {
-  it('holds init.sh, busybox and every guest program, cached by content', async () => {
-    const a = await buildTestInitramfs([]);
-    expect(await buildTestInitramfs([])).toBe(a);
-    const b = await buildTestInitramfs(['vphi-probe spad']);
-    expect(b).not.toBe(a);
-    const names = new Map(readCpio(readFileSync(b)).map((e) => [e.name, e]));
-    expect(names.get('init')?.data?.toString()).toBe(readFileSync(join(REPO_ROOT, 'guest-tests/init.sh'), 'utf8'));
-    expect(names.has('bin/busybox')).toBe(true);
-    expect(names.has('opt/vphi/bin/vphi-probe')).toBe(true);
-    expect(names.get('etc/vphi/tests')?.data?.toString()).toBe('vphi-probe spad\n');
-  });
-});
 
 describe.skipIf(!haveGuest)('a Debian guest without the card', () => {
   let dir: string;

@@ -1,88 +1,16 @@
 /**
  * Host-side helpers for integration tests that boot a guest.
  *
- * `buildTestInitramfs` packs busybox, guest-tests/init.sh as /init and every
- * guest program (.cache/guest/bin/*, into /opt/vphi/bin), cached by content
- * hash. `runGuest` boots it with the Debian kernel under TCG, the card
- * attached when a socket is given, and waits for `VPHI-GUEST-DONE rc=N`.
+ * `runGuest` boots the guest initramfs (src/guest/image.ts) with the Debian
+ * kernel under TCG, the card attached when a socket is given, and waits for
+ * `VPHI-GUEST-DONE rc=N`.
  */
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { startQemu, type QemuExit } from '../src/qemu/run.ts';
 import { debianKernel } from '../src/qemu/kernel.ts';
-import { buildInitramfs, GUEST_CACHE, guestProgramFiles, REPO_ROOT, type InitramfsFile } from './initramfs.ts';
+import { buildGuestInitramfs } from '../src/guest/image.ts';
+import type { InitramfsFile } from '../src/guest/initramfs.ts';
 import { parseKtap, type KtapDocument } from './ktap.ts';
-import { micFirmwareFiles } from './firmware.ts';
-
-const GUEST_TESTS = join(REPO_ROOT, 'guest-tests');
-const GUEST_BIN = join(GUEST_CACHE, 'bin');
-
-/**
- * Compile any guest-tests/*.c whose binary in .cache/guest/bin is missing or
- * older than its source or than any header beside it, exactly as
- * scripts/setup does.
- */
-export function ensureGuestPrograms(): void {
-  const files = readdirSync(GUEST_TESTS);
-  const newestHeader = Math.max(0, ...files.filter((f) => f.endsWith('.h')).map((f) => statSync(join(GUEST_TESTS, f)).mtimeMs));
-  for (const s of files.filter((f) => f.endsWith('.c'))) {
-    const src = join(GUEST_TESTS, s);
-    const bin = join(GUEST_BIN, basename(s, '.c'));
-    if (existsSync(bin) && statSync(bin).mtimeMs >= Math.max(statSync(src).mtimeMs, newestHeader)) continue;
-    mkdirSync(GUEST_BIN, { recursive: true });
-    const tmp = `${bin}.${process.pid}.tmp`; // parallel test workers may race here
-    execFileSync('gcc', ['-static', '-O2', '-Wall', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'inherit', 'inherit'] });
-    renameSync(tmp, bin);
-  }
-}
-
-/**
- * The test initramfs; `tests` (command lines, e.g. `vphi-probe spad`) are
- * what init runs when the kernel command line has no `vphi.tests=`. With no
- * tests at all, init starts a shell. `extraFiles` are added as given (e.g.
- * firmware under /lib/firmware, scripts into /opt/vphi/bin). Returns the
- * path of the cached file.
- */
-export async function buildTestInitramfs(tests: string[] = [], extraFiles: InitramfsFile[] = []): Promise<string> {
-  ensureGuestPrograms();
-  const init = readFileSync(join(GUEST_TESTS, 'init.sh'), 'utf8');
-  const files: InitramfsFile[] = [...guestProgramFiles(GUEST_BIN), ...extraFiles];
-  if (tests.length) files.push({ path: '/etc/vphi/tests', data: `${tests.join('\n')}\n`, mode: 0o644 });
-  const h = createHash('sha256');
-  h.update(readFileSync(join(GUEST_TESTS, 'initramfs.ts')));
-  h.update(init);
-  h.update(readFileSync(join(GUEST_CACHE, 'busybox')));
-  for (const f of files) {
-    h.update(`\0${f.path}\0${f.mode ?? ''}\0`);
-    h.update(f.hostPath !== undefined ? readFileSync(f.hostPath) : Buffer.from(f.data ?? ''));
-  }
-  const out = join(GUEST_CACHE, `initramfs-${h.digest('hex').slice(0, 16)}.cpio.gz`);
-  if (!existsSync(out)) {
-    await buildInitramfs({ out, init, files });
-    pruneInitramfs(out);
-  } else {
-    const now = new Date();
-    utimesSync(out, now, now); // in use: keep it from being pruned
-  }
-  return out;
-}
-
-/** Drop cached initramfs files other than `keep` not used for a day. */
-function pruneInitramfs(keep: string): void {
-  const dayAgo = Date.now() - 24 * 3600_000;
-  for (const f of readdirSync(GUEST_CACHE)) {
-    const p = join(GUEST_CACHE, f);
-    if (!/^initramfs-[0-9a-f]+\.cpio\.gz$/.test(f) || p === keep) continue;
-    try {
-      const st = statSync(p);
-      if (Math.max(st.atimeMs, st.mtimeMs) < dayAgo) unlinkSync(p);
-    } catch {
-      // raced with another worker
-    }
-  }
-}
 
 /** The `vphi.tests=` kernel parameter for init.sh: tests joined by ',', quoted when there are spaces. */
 export function testsParam(tests: string[]): string {
@@ -112,7 +40,7 @@ export interface GuestRun {
   kernel?: string;
   extraArgs?: string[];
   onLine?: (line: string) => void;
-  /** More files for the initramfs (see buildTestInitramfs). */
+  /** More files for the initramfs (see buildGuestInitramfs). */
   files?: InitramfsFile[];
 }
 
@@ -134,7 +62,7 @@ export async function runGuest(o: GuestRun): Promise<GuestResult> {
   if (!o.tests.length) throw new Error('runGuest: no tests (an empty list would start an interactive shell)');
   const kernel = o.kernel ?? debianKernel();
   if (!existsSync(kernel)) throw new Error(`no guest kernel at ${kernel}: run scripts/setup`);
-  const initrd = await buildTestInitramfs([], o.files);
+  const initrd = await buildGuestInitramfs([], o.files);
   const timeoutMs = o.timeoutMs ?? 120_000;
   const append = [testsParam(o.tests), o.append].filter(Boolean).join(' ');
   const t0 = Date.now();
@@ -159,20 +87,5 @@ export async function runGuest(o: GuestRun): Promise<GuestResult> {
   }
 }
 
-/**
- * What a MIC guest needs beyond the test programs: the firmware files the
- * driver loads (/lib/firmware/mic/...) and the mic-*.sh test scripts
- * (mic-NAME.sh as /opt/vphi/bin/mic-NAME, mic-lib.sh in /opt/vphi/lib).
- */
-export function micGuestFiles(): InitramfsFile[] {
-  const dir = join(REPO_ROOT, 'guest-tests');
-  const scripts = readdirSync(dir)
-    .filter((f) => /^mic-.*\.sh$/.test(f))
-    .sort()
-    .map((f) =>
-      f === 'mic-lib.sh'
-        ? { path: '/opt/vphi/lib/mic-lib.sh', hostPath: join(dir, f), mode: 0o644 }
-        : { path: `/opt/vphi/bin/${basename(f, '.sh')}`, hostPath: join(dir, f), mode: 0o755 },
-    );
-  return [...micFirmwareFiles(), ...scripts];
-}
+/** The old name, for scripts/bench.ts until it imports buildGuestInitramfs from src/guest/image.ts. */
+export { buildGuestInitramfs as buildTestInitramfs };

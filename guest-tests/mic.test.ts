@@ -12,7 +12,7 @@
  *   mic-cycle 10  ten more boot/reset rounds
  *
  * Every KTAP subtest is asserted by name. The host side then checks what
- * the card saw: the firmware files (guest-tests/firmware.ts) in the
+ * the card saw: the firmware files (src/guest/firmware.ts) in the
  * aperture where the driver must put them, one boot interrupt per boot,
  * one SPAD2 <- 0 / RGCR reset per reset, and the drain's FENCE status
  * descriptor executed on each of channels 0-3 before every reset.
@@ -34,9 +34,11 @@ import { createTracer, type Tracer } from '../src/trace/tracer.ts';
 import { defaultBootAddr, x100Spec, type X100Card } from '../device/x100/card.ts';
 import type { BootRecord } from '../device/x100/boot/bootstrap.ts';
 import { MIC_MAGIC } from '../device/x100/boot/device-page.ts';
-import { micGuestFiles, runGuest, type GuestResult } from './guest.ts';
+import { micGuestFiles } from '../src/guest/image.ts';
+import { RAMDISK_SIZE, UOS_SIZE } from '../src/guest/firmware.ts';
+import { runGuest, type GuestResult } from './guest.ts';
 import { findResult, summarize, type KtapResult } from './ktap.ts';
-import { RAMDISK_SIZE, UOS_SIZE, checkDownload } from './firmware.ts';
+import { checkDownload } from './download.ts';
 
 const kernel = micKernel();
 if (!kernel) console.log('SKIP: no MIC guest kernel');
@@ -290,7 +292,10 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
     for (const s of sends) {
       const i = ev.indexOf(s);
       expect(ev[i - 1], 'APICICR7_HI before APICICR7_LO').toMatchObject({ kind: 'mmio', op: 'w', reg: 'APICICR7_HI', val: 0 });
-      expect(ev.slice(i + 1).find((e) => e.kind === 'card'), 'the card booted on it').toMatchObject({ action: 'boot' });
+      // The write rings doorbell 7, the boot ROM's (mic_x100_send_firmware_intr()), and the card boots on it.
+      const next = ev.slice(i + 1).filter((e) => e.kind === 'card');
+      expect(next[0], 'APICICR7 rang doorbell 7').toMatchObject({ action: 'doorbell', db: 7, apicicrLow: 0x20e5 });
+      expect(next.find((e) => e.action !== 'doorbell'), 'the card booted on it').toMatchObject({ action: 'boot' });
     }
   });
 

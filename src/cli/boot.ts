@@ -10,20 +10,17 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuArgs, qemuBinary } from '../qemu/command.ts';
-import { buildTestInitramfs, micGuestFiles } from '../../guest-tests/guest.ts';
+import { buildGuestInitramfs, micGuestFiles } from '../guest/image.ts';
 import { debianKernel, MIC_APPEND } from '../qemu/kernel.ts';
 import { UsageError } from './args.ts';
+import type { CardSettings } from './options.ts';
 import { startCard, stderrLogger } from './serve.ts';
 
-export interface BootOptions {
+export interface BootOptions extends CardSettings {
   kernel?: string;
   initrd?: string;
   append?: string;
   memoryMiB?: number;
-  apertureSize?: number;
-  trace?: string;
-  socketPath?: string;
-  verbose: boolean;
 }
 
 export async function boot(o: BootOptions): Promise<number> {
@@ -33,7 +30,7 @@ export async function boot(o: BootOptions): Promise<number> {
   if (o.initrd && !existsSync(o.initrd)) throw new UsageError(`--initrd: ${o.initrd} does not exist`);
   // The MIC firmware files and test scripts are small: always include them,
   // so `echo boot > /sys/class/mic/mic0/state` works in a MIC guest.
-  const initrd = o.initrd ?? (await buildTestInitramfs([], micGuestFiles()));
+  const initrd = o.initrd ?? (await buildGuestInitramfs([], micGuestFiles()));
   const dir = o.socketPath ? null : mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'vphi-'));
   const socketPath = o.socketPath ?? join(dir as string, 'card.sock');
   let server;

@@ -1,37 +1,20 @@
 /**
- * vphi: the command line.
- *
- *   vphi serve  [--socket-path PATH | --fd N] [--aperture SIZE] [--trace FILE] [-v]
- *   vphi boot   [--kernel FILE] [--initrd FILE] [--append TEXT] [--memory SIZE]
- *               [--aperture SIZE] [--trace FILE] [--socket-path PATH] [-v]
- *   vphi trace  FILE [--reg NAME]... [--block NAME]... [--kind KIND]...
- *   vphi --print-capabilities
+ * vphi: the command line, and the composition root: only src/cli/ puts
+ * the card (device/), the guest images (src/guest/) and QEMU (src/qemu/)
+ * together.
  *
  * It follows the vhost-user/vfio-user backend conventions (--socket-path,
- * --fd, --print-capabilities, -v). A bad argument gets one clear line and
- * exit status 2.
+ * --fd, --print-capabilities, -v). `vphi --help` and `vphi COMMAND --help`
+ * print the usage to stdout; a bad argument gets one clear line and exit
+ * status 2. A new subcommand is one more defineCommand() in COMMANDS; an
+ * option shared by serve and boot goes into CARD_OPTIONS (options.ts).
  */
-import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { UsageError, parseIntArg, parseSize } from './args.ts';
+import { readFileSync, statSync } from 'node:fs';
+import { X100_IDENTITY, MSIX_VECTORS } from '../../device/x100/pci/identity.ts';
 import { formatTrace } from '../trace/format.ts';
-import { X100_IDENTITY, MSIX_VECTORS, DEFAULT_APERTURE_SIZE } from '../../device/x100/pci/identity.ts';
-
-const USAGE = `usage:
-  vphi serve  [--socket-path PATH | --fd N] [--aperture SIZE] [--trace FILE] [-v]
-  vphi boot   [--kernel FILE] [--initrd FILE] [--append TEXT] [--memory SIZE]
-              [--aperture SIZE] [--trace FILE] [--socket-path PATH] [-v]
-  vphi trace  FILE [--reg NAME]... [--block NAME]... [--kind KIND]...
-  vphi --print-capabilities
-
-  serve   serve the emulated Xeon Phi x100 card on a vfio-user socket
-  boot    serve the card and boot a QEMU guest with it (TCG); the Debian guest
-          kernel by default, a MIC kernel with MIC_GUEST_KERNEL or --kernel
-  trace   pretty-print a trace file written with --trace, filtered by
-          register (SPAD2, DSTAT*), block (spad, sbox-intr) or kind (mmio,
-          cfg, irq, dma, card)
-
-  SIZE is bytes or 512M / 1G / 0x20000000. --aperture is BAR0 (default ${DEFAULT_APERTURE_SIZE >> 20}M).`;
+import { UsageError, commaList, parseIntArg, parseMiB } from './args.ts';
+import { defineCommand, HELP_OPTION, type Command } from './command.ts';
+import { CARD_OPTIONS, cardSettings, SIZE_NOTE } from './options.ts';
 
 export function capabilities(): Record<string, unknown> {
   return {
@@ -47,95 +30,147 @@ function hex4(v: number): string {
   return v.toString(16).padStart(4, '0');
 }
 
+const { 'socket-path': SOCKET_PATH, ...CARD_REST } = CARD_OPTIONS;
+
+const serve = defineCommand({
+  name: 'serve',
+  summary: 'serve the emulated Xeon Phi x100 card on a vfio-user socket',
+  options: {
+    'socket-path': SOCKET_PATH,
+    fd: { type: 'string', value: 'N', help: 'or: serve on the listening UNIX socket inherited as fd N' },
+    ...CARD_REST,
+    ...HELP_OPTION,
+  },
+  notes: SIZE_NOTE,
+  async run({ values }) {
+    if (values['socket-path'] && values.fd) throw new UsageError('--socket-path and --fd are alternatives: give one');
+    if (!values['socket-path'] && !values.fd) throw new UsageError('serve needs --socket-path PATH or --fd N');
+    const card = cardSettings(values);
+    const fd = values.fd !== undefined ? parseIntArg(values.fd, '--fd') : undefined;
+    return (await import('./serve.ts')).serve({ ...card, fd });
+  },
+});
+
+const boot = defineCommand({
+  name: 'boot',
+  summary: 'serve the card and boot a QEMU guest (TCG) with it, the console on this terminal',
+  options: {
+    kernel: { type: 'string', value: 'FILE', help: 'the guest kernel (default: $MIC_GUEST_KERNEL, else the Debian one)' },
+    initrd: { type: 'string', value: 'FILE', help: "the initramfs (default: vphi's, with the guest programs)" },
+    append: { type: 'string', value: 'TEXT', help: 'more kernel command line' },
+    memory: { type: 'string', value: 'SIZE', help: 'guest RAM (default 512M; a plain number is MiB)' },
+    ...CARD_OPTIONS,
+    ...HELP_OPTION,
+  },
+  notes:
+    'The Debian kernel has no MIC drivers; build a MIC kernel with scripts/build-guest-kernel.\n' +
+    'The kernel command line always gets initcall_blacklist=cosm_client_init (a built-in\n' +
+    "MIC stack's cosm_client_init() freezes the guest otherwise), the default initramfs the\n" +
+    'MIC firmware files. Without --socket-path the socket goes into a private directory.\n' +
+    SIZE_NOTE,
+  async run({ values }) {
+    const card = cardSettings(values);
+    const memoryMiB = values.memory !== undefined ? parseMiB(values.memory, '--memory') : undefined;
+    return (await import('./boot.ts')).boot({ ...card, kernel: values.kernel, initrd: values.initrd, append: values.append, memoryMiB });
+  },
+});
+
+const trace = defineCommand({
+  name: 'trace',
+  summary: 'pretty-print a trace file written with --trace, one line per event',
+  operands: 'FILE',
+  options: {
+    reg: { type: 'string', multiple: true, value: 'NAME', help: 'only these registers (SPAD2, DSTAT*; comma-separated or repeated)' },
+    block: { type: 'string', multiple: true, value: 'NAME', help: 'only these blocks (spad, sbox-intr, dma)' },
+    kind: { type: 'string', multiple: true, value: 'KIND', help: 'only these kinds (mmio, cfg, irq, dma, card, conn, reset, refused)' },
+    ...HELP_OPTION,
+  },
+  async run({ values, positionals }) {
+    if (positionals.length !== 1) throw new UsageError('trace needs exactly one FILE');
+    let text: string;
+    try {
+      text = readFileSync(positionals[0], 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read trace file ${positionals[0]}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const { lines, bad } = formatTrace(text, { regs: commaList(values.reg), blocks: commaList(values.block), kinds: commaList(values.kind) });
+    process.stdout.write(lines.join('\n') + (lines.length ? '\n' : ''));
+    if (bad) process.stderr.write(`vphi: ${bad} malformed line(s) skipped\n`);
+    return 0;
+  },
+});
+
+const initramfs = defineCommand({
+  name: 'initramfs',
+  summary: "write vphi's guest initramfs, e.g. for your own QEMU and vphi serve",
+  options: {
+    out: { type: 'string', value: 'FILE', required: true, help: "the gzip'd cpio to write" },
+    init: { type: 'string', value: 'FILE', help: "the /init script (default: vphi's, src/guest/init.sh)" },
+    programs: { type: 'boolean', help: 'add the guest programs scripts/setup built, in /opt/vphi/bin' },
+    mic: { type: 'boolean', help: 'add the MIC firmware files and mic-* scripts' },
+    add: { type: 'string', multiple: true, value: 'HOST:/GUEST', help: 'add the host file HOST as /GUEST' },
+    ...HELP_OPTION,
+  },
+  async run({ values }) {
+    const out = values.out as string; // required
+    const files = (values.add ?? []).map((v) => {
+      const c = v.lastIndexOf(':');
+      if (c <= 0 || !v.slice(c + 1).startsWith('/')) throw new UsageError(`--add wants HOST:/GUEST/PATH, got "${v}"`);
+      return { hostPath: v.slice(0, c), path: v.slice(c + 1) };
+    });
+    const { buildInitramfs, guestProgramFiles } = await import('../guest/initramfs.ts');
+    const { INIT_SCRIPT, micGuestFiles } = await import('../guest/image.ts');
+    const init = values.init ?? INIT_SCRIPT;
+    let initText: string;
+    try {
+      initText = readFileSync(init, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--init: cannot read ${init}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    await buildInitramfs({
+      out,
+      init: initText,
+      files: [...(values.programs ? guestProgramFiles() : []), ...(values.mic ? micGuestFiles() : []), ...files],
+    });
+    process.stderr.write(`vphi: wrote ${out} (${statSync(out).size} bytes)\n`);
+    return 0;
+  },
+});
+
+const COMMANDS: readonly Command[] = [serve, boot, trace, initramfs];
+
+function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'usage:',
+    ...COMMANDS.map((c) => c.synopsis.replace(/^/gm, '  ')),
+    '  vphi --print-capabilities',
+    '',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary.replace(/\n/g, `\n  ${' '.repeat(width)}  `)}`),
+    '',
+    `vphi COMMAND --help prints the options of one command. ${SIZE_NOTE}`,
+  ].join('\n');
+}
+
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--print-capabilities')) {
     process.stdout.write(JSON.stringify(capabilities()) + '\n');
     return 0;
   }
-  const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-    process.stdout.write(USAGE + '\n');
-    return cmd ? 0 : 2;
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(`${usage()}\n`);
+    return 2;
   }
-  switch (cmd) {
-    case 'serve': {
-      const { values } = parse(rest, {
-        'socket-path': { type: 'string' },
-        fd: { type: 'string' },
-        aperture: { type: 'string' },
-        trace: { type: 'string' },
-        verbose: { type: 'boolean', short: 'v' },
-      });
-      if (values['socket-path'] && values.fd) throw new UsageError('--socket-path and --fd are alternatives: give one');
-      if (!values['socket-path'] && !values.fd) throw new UsageError('serve needs --socket-path PATH or --fd N');
-      const { serve } = await import('./serve.ts');
-      return serve({
-        socketPath: values['socket-path'],
-        fd: values.fd !== undefined ? parseIntArg(values.fd, '--fd') : undefined,
-        apertureSize: values.aperture ? parseSize(values.aperture, '--aperture') : undefined,
-        trace: values.trace,
-        verbose: !!values.verbose,
-      });
-    }
-    case 'boot': {
-      const { values } = parse(rest, {
-        kernel: { type: 'string' },
-        initrd: { type: 'string' },
-        append: { type: 'string' },
-        memory: { type: 'string' },
-        aperture: { type: 'string' },
-        trace: { type: 'string' },
-        'socket-path': { type: 'string' },
-        verbose: { type: 'boolean', short: 'v' },
-      });
-      const { boot } = await import('./boot.ts');
-      return boot({
-        kernel: values.kernel,
-        initrd: values.initrd,
-        append: values.append,
-        memoryMiB: values.memory ? Math.floor(parseSize(values.memory.match(/^\d+$/) ? `${values.memory}M` : values.memory, '--memory') / (1 << 20)) : undefined,
-        apertureSize: values.aperture ? parseSize(values.aperture, '--aperture') : undefined,
-        trace: values.trace,
-        socketPath: values['socket-path'],
-        verbose: !!values.verbose,
-      });
-    }
-    case 'trace': {
-      const { values, positionals } = parse(
-        rest,
-        {
-          reg: { type: 'string', multiple: true },
-          block: { type: 'string', multiple: true },
-          kind: { type: 'string', multiple: true },
-        },
-        true,
-      );
-      if (positionals.length !== 1) throw new UsageError('trace needs exactly one FILE');
-      let text: string;
-      try {
-        text = readFileSync(positionals[0], 'utf8');
-      } catch (e) {
-        throw new UsageError(`cannot read trace file ${positionals[0]}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-      const split = (v?: string[]) => v?.flatMap((x) => x.split(',')).filter(Boolean);
-      const { lines, bad } = formatTrace(text, { regs: split(values.reg), blocks: split(values.block), kinds: split(values.kind) });
-      process.stdout.write(lines.join('\n') + (lines.length ? '\n' : ''));
-      if (bad) process.stderr.write(`vphi: ${bad} malformed line(s) skipped\n`);
-      return 0;
-    }
-    default:
-      throw new UsageError(`unknown command "${cmd}" (commands: serve, boot, trace; --help for more)`);
+  if (name === '-h' || name === '--help' || name === 'help') {
+    const about = rest[0] !== undefined ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    if (rest[0] !== undefined && !about) throw new UsageError(`unknown command "${rest[0]}" (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+    process.stdout.write(`${about ? about.usage : usage()}\n`);
+    return 0;
   }
-}
-
-type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
-
-function parse<O extends Opts>(args: string[], options: O, positionals = false) {
-  try {
-    return parseArgs({ args, options, allowPositionals: positionals, strict: true });
-  } catch (e) {
-    throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ''));
-  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(', ')}; --help for more)`);
+  return command.run(rest);
 }
 
 main(process.argv.slice(2)).then(
@@ -143,12 +178,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`vphi: ${e.message}\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(`vphi: ${(e as Error).message ?? String(e)}\n`);
-      process.exitCode = 1;
-    }
+    process.stderr.write(`vphi: ${(e as Error).message ?? String(e)}\n`);
+    process.exitCode = e instanceof UsageError ? 2 : 1;
   },
 );

@@ -6,14 +6,11 @@ import { DeviceServer } from '../server.ts';
 import { createTracer, NULL_TRACER } from '../trace/tracer.ts';
 import { x100Spec, type X100Card } from '../../device/x100/card.ts';
 import { UsageError } from './args.ts';
+import type { CardSettings } from './options.ts';
 
-export interface ServeOptions {
-  socketPath?: string;
+export interface ServeOptions extends CardSettings {
   /** An already-listening UNIX socket handed over by the parent (vhost-user style). */
   fd?: number;
-  apertureSize?: number;
-  trace?: string;
-  verbose: boolean;
 }
 
 export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;

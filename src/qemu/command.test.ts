@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { DEFAULT_APPEND, qemuArgs, qemuBinary } from './command.ts';
-import { REPO_ROOT } from './kernel.ts';
+import { REPO_ROOT } from '../paths.ts';
 
 /** The value after each occurrence of `flag`. */
 function values(args: string[], flag: string): string[] {

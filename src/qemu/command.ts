@@ -6,7 +6,7 @@
  * does DMA only through fd-mapped guest memory.
  */
 import { join } from 'node:path';
-import { REPO_ROOT } from './kernel.ts';
+import { CACHE_DIR } from '../paths.ts';
 
 export interface GuestOptions {
   /** bzImage to boot with -kernel. */
@@ -30,7 +30,7 @@ export const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
 
 /** The private QEMU set-up unpacked (`VPHI_QEMU` overrides). */
 export function qemuBinary(): string {
-  return process.env.VPHI_QEMU || join(REPO_ROOT, '.cache/qemu/bin/qemu-system-x86_64');
+  return process.env.VPHI_QEMU || join(CACHE_DIR, 'qemu/bin/qemu-system-x86_64');
 }
 
 /** The `-device` JSON for the card on root port `bus`. */

@@ -9,10 +9,11 @@
  */
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { GUEST_CACHE } from '../paths.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** For scripts/bench.ts until it imports REPO_ROOT from src/paths.ts. */
+export { REPO_ROOT } from '../paths.ts';
 
 /**
  * A MIC stack built in also builds the card-side cosm_client, which spins
@@ -22,7 +23,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
 export const MIC_APPEND = 'initcall_blacklist=cosm_client_init';
 
 export function debianKernel(): string {
-  return join(REPO_ROOT, '.cache/guest/vmlinuz');
+  return join(GUEST_CACHE, 'vmlinuz');
 }
 
 /** The MIC guest kernel, or null when there is none. */

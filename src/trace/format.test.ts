@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import { formatTrace } from './format.ts';
 import { createTracer } from './tracer.ts';
 import { RegisterFile } from '../regs/file.ts';
-import { SPAD_BLOCK } from '../../device/x100/spad/regs.ts';
+import { bit, block, field, reg, regArray } from '../regs/define.ts';
+
+/** A small block shaped like the x100 scratchpads (mic_x100_read_spad(): SBOX 0xAB20 + 4·n). */
+const SPAD_BLOCK = block('spad', 0x1ab20, 'scratchpads', [
+  regArray('SPAD', 2, 0x00, 4, 'RW', 0, 'scratchpad'),
+  reg('SPAD2', 0x08, 'RW', 0x04000001, 'download info', [
+    bit('READY', 0, 'ready for a download'),
+    field('APIC_ID', 1, 9, 'bootstrap APIC id'),
+    field('DOWNLOAD_ADDR', 12, 20, 'download address >> 12'),
+  ]),
+]);
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

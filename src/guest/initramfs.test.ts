@@ -1,21 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import {
-  buildInitramfs,
-  GUEST_CACHE,
-  readCpio,
-  REPO_ROOT,
-  S_IFCHR,
-  S_IFDIR,
-  S_IFLNK,
-  S_IFMT,
-  S_IFREG,
-  writeCpio,
-} from './initramfs.ts';
+import { readCpio, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, writeCpio } from './cpio.ts';
+import { buildInitramfs, guestProgramFiles, NotSetUpError } from './initramfs.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -167,26 +157,21 @@ describe('buildInitramfs', () => {
   });
 });
 
-describe('the CLI', () => {
-  it('builds an initramfs with --out and --add', () => {
-    if (!existsSync(join(GUEST_CACHE, 'busybox'))) return; // needs scripts/setup
-    const host = join(dir, 'added');
-    writeFileSync(host, 'ADDED');
-    const out = join(dir, 'cli.cpio.gz');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'guest-tests/initramfs.ts'), '--out', out, '--add', `${host}:/root/added`], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-    });
-    expect(r.status, r.stderr).toBe(0);
-    const entries = new Map(readCpio(readFileSync(out)).map((e) => [e.name, e]));
-    expect(entries.get('root/added')!.data!.toString()).toBe('ADDED');
-    expect(entries.get('init')!.data!.toString()).toBe(readFileSync(join(REPO_ROOT, 'guest-tests/init.sh'), 'utf8'));
-    expect(entries.get('bin/busybox')!.data!.length).toBe(statSync(join(GUEST_CACHE, 'busybox')).size);
-  });
-
-  it('fails with a message on bad arguments', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'guest-tests/initramfs.ts'), '--bogus'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/unknown argument --bogus/);
+describe('guestProgramFiles', () => {
+  it('takes every file set-up built, and names scripts/setup in one line when a program is missing', () => {
+    const sources = join(dir, 'src');
+    const bin = join(dir, 'bin');
+    mkdirSync(sources, { recursive: true });
+    mkdirSync(join(bin, 'not-a-program'), { recursive: true });
+    writeFileSync(join(sources, 'vphi-a.c'), '');
+    writeFileSync(join(sources, 'vphi-b.c'), '');
+    writeFileSync(join(bin, 'vphi-a'), 'A');
+    writeFileSync(join(bin, 'helper'), 'H'); // built from guest-tests/helper/*.c, say
+    expect(() => guestProgramFiles({ bin, sources })).toThrow(NotSetUpError);
+    expect(() => guestProgramFiles({ bin, sources })).toThrow(/^guest program vphi-b is not built \(no .*\/bin\/vphi-b\): run scripts\/setup$/);
+    writeFileSync(join(bin, 'vphi-b'), 'B');
+    expect(guestProgramFiles({ bin, sources })).toEqual(
+      ['helper', 'vphi-a', 'vphi-b'].map((n) => ({ path: `/opt/vphi/bin/${n}`, hostPath: join(bin, n), mode: 0o755 })),
+    );
   });
 });

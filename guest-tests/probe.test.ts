@@ -26,7 +26,7 @@ describe.skipIf(!ready)('vphi-probe against the card', () => {
   let server: DeviceServer<X100Card>;
   let socketPath: string;
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vphi-card-test-'));
+    dir = mkdtempSync(join(tmpdir(), 'vphi-probe-test-'));
     socketPath = join(dir, 'card.sock');
     server = startCard({ socketPath, apertureSize: APERTURE, trace: join(dir, 'trace.jsonl'), verbose: false }, () => {});
   });
