@@ -6,15 +6,15 @@
  * (mic_x100_load_firmware / _load_command_line / _load_ramdisk,
  * drivers/misc/mic/host/mic_x100.c). The emulated card never executes
  * them, so they are small files of our own: a recognizable header and a
- * deterministic pattern, at least 4 KiB (boot-and-state.md §4.3: the
- * driver patches the bzImage header at 0x218..0x21F) and of odd sizes, so
+ * the test pattern (src/pattern.ts), at least 4 KiB (mic_x100_load_ramdisk()
+ * patches the bzImage header at 0x218..0x21F) and of odd sizes, so
  * that a wrong SPAD5 or a command line at the wrong offset shows.
  *
  * `checkDownload` is the host-side check of what the driver left in the
  * aperture after a boot.
  */
 import type { InitramfsFile } from './initramfs.ts';
-import { patWord } from './pattern.ts';
+import { pattern } from '../src/pattern.ts';
 
 /** Paths relative to the firmware search path, as written to sysfs. */
 export const UOS_NAME = 'mic/uos.img';
@@ -40,11 +40,7 @@ export const RAMDISK_SIZE_OFF = 0x21c;
  * then the file name; the rest is the pattern.
  */
 function makeFile(magic: string, name: string, size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  for (let i = 0; i * 4 < size; i++) {
-    const w = patWord(seed, i);
-    for (let k = 0; k < 4 && i * 4 + k < size; k++) b[i * 4 + k] = (w >>> (8 * k)) & 0xff;
-  }
+  const b = pattern(seed, size);
   b.fill(0, 0, 64);
   b.write(magic, 0, 'latin1');
   b.writeUInt32LE(size, 32);
