@@ -49,7 +49,10 @@ struct gm_buf {
 	int nruns;
 };
 
-/* SMALL: 4 KiB pages; HUGE_PREF: 2 MiB pages when there are any; SCATTER: 4 KiB pages, never two neighbours adjacent. */
+/*
+ * GM_SMALL: 4 KiB pages; GM_HUGE_PREF: 2 MiB pages when there are any;
+ * GM_SCATTER: 4 KiB pages, no two neighbours physically adjacent.
+ */
 enum gm_mode { GM_SMALL = 0, GM_HUGE_PREF = 1, GM_SCATTER = 2 };
 
 /* 1 if 2 MiB pages can be had (asks for gm_hugepages of them once), else 0. */

@@ -75,8 +75,15 @@ struct x100_dma_chan {
 	uint32_t err_dstat;
 };
 
-static inline uint32_t x100_dma_rd(const struct x100_dma_chan *c, uint32_t r) { return x100_rd(c->mmio, X100_DMA_CH(c->n, r)); }
-static inline void x100_dma_wr(const struct x100_dma_chan *c, uint32_t r, uint32_t v) { x100_wr(c->mmio, X100_DMA_CH(c->n, r), v); }
+static inline uint32_t x100_dma_rd(const struct x100_dma_chan *c, uint32_t r)
+{
+	return x100_rd(c->mmio, X100_DMA_CH(c->n, r));
+}
+
+static inline void x100_dma_wr(const struct x100_dma_chan *c, uint32_t r, uint32_t v)
+{
+	x100_wr(c->mmio, X100_DMA_CH(c->n, r), v);
+}
 
 /* The ring (16 bytes a descriptor, physically contiguous) in guest memory; 0 or -1. */
 static inline int x100_dma_chan_alloc(struct x100_dma_chan *c, volatile uint8_t *mmio, int n, uint32_t nslots)
@@ -145,7 +152,11 @@ static inline int x100_dma_chan_setup(struct x100_dma_chan *c)
 	return c->ready;
 }
 
-static inline uint32_t x100_dma_ring_used(const struct x100_dma_chan *c) { return (c->head + c->nslots - c->tail) % c->nslots; }
+/* Descriptors queued and not yet completed. */
+static inline uint32_t x100_dma_ring_used(const struct x100_dma_chan *c)
+{
+	return (c->head + c->nslots - c->tail) % c->nslots;
+}
 
 /* mic_dma_issue_pending() */
 static inline void x100_dma_issue(struct x100_dma_chan *c)
@@ -217,7 +228,8 @@ static inline int x100_dma_memcpy(struct x100_dma_chan *c, uint64_t src, uint64_
 /* mic_dma_prep_status_desc() */
 static inline int x100_dma_status(struct x100_dma_chan *c, uint64_t value, uint64_t dst, int intr)
 {
-	return x100_dma_put(c, value, (X100_DESC_STATUS << X100_DESC_TYPE_SHIFT) | (dst & X100_ADDR40) | (intr ? X100_STAT_INTR : 0));
+	return x100_dma_put(c, value,
+			    (X100_DESC_STATUS << X100_DESC_TYPE_SHIFT) | (dst & X100_ADDR40) | (intr ? X100_STAT_INTR : 0));
 }
 
 /* Issue and wait until everything queued completed; checks DSTAT count == DTPR == head. */

@@ -24,7 +24,8 @@ static int t_bench_setup(void)
 	/* Warm up: both buffers touched by the engine once (first-touch page faults are not the engine's speed). */
 	memset(gddr + G(G_BENCH), 0, BENCH_BUF);
 	return x100_dma_copy(&bench_ch, &bench_buf, 0, G(G_BENCH), BENCH_BUF, 1, X100_MAX_XFER_HOST) > 0 &&
-	       x100_dma_copy(&bench_ch, &bench_buf, 0, G(G_BENCH), BENCH_BUF, 0, X100_MAX_XFER_HOST) > 0 && x100_dma_sync(&bench_ch) == 0;
+	       x100_dma_copy(&bench_ch, &bench_buf, 0, G(G_BENCH), BENCH_BUF, 0, X100_MAX_XFER_HOST) > 0 &&
+	       x100_dma_sync(&bench_ch) == 0;
 }
 
 static int bench(int to_card, uint32_t desc, const char *label)

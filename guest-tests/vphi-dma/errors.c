@@ -6,6 +6,9 @@
  * other channels keep working; a card reset (mic_x100_hw_reset()) clears it.
  */
 
+/* qw0 length field of a 4 KiB MEMCPY (mic_dma_memcpy_desc()) */
+#define MEMCPY_4K ((uint64_t)(4096 >> 6) << X100_MEMCPY_LEN_SHIFT)
+
 static struct x100_dma_chan err_ch, oth_ch;
 static int err_chan = 3;
 static struct gm_buf err_buf;
@@ -43,7 +46,8 @@ static int error_case(const char *what, uint64_t bad_qw0, uint64_t bad_qw1)
 	x100_dma_issue(c);
 	int r = x100_dma_poll(c, c->head, 0);
 	vg_sleep_ms(50); /* and it does not move on */
-	uint32_t dstat = x100_dma_rd(c, X100_DSTAT), dtpr = x100_dma_rd(c, X100_DTPR), dcherr = x100_dma_rd(c, X100_DCHERR), sicr = rd(X100_SICR0);
+	uint32_t dstat = x100_dma_rd(c, X100_DSTAT), dtpr = x100_dma_rd(c, X100_DTPR);
+	uint32_t dcherr = x100_dma_rd(c, X100_DCHERR), sicr = rd(X100_SICR0);
 	ktap_diag("%s at ring index %u (qw0 0x%016" PRIx64 ", qw1 0x%016" PRIx64 "): DSTAT 0x%08x, DTPR %u, DCHERR 0x%08x, "
 		  "SICR0 0x%08x",
 		  what, bad_at, bad_qw0, bad_qw1, dstat, dtpr, dcherr, sicr);
@@ -161,7 +165,7 @@ static int t_err_src_gddr(void)
 		return 0;
 	uint64_t src = gddr_size; /* the first byte past card memory */
 	ktap_diag("memcpy source 0x%" PRIx64 ": just past the %llu MiB of card memory", src, gddr_size >> 20);
-	return error_case("memcpy from outside card memory", (src & X100_ADDR40) | ((uint64_t)(4096 >> 6) << X100_MEMCPY_LEN_SHIFT),
+	return error_case("memcpy from outside card memory", (src & X100_ADDR40) | MEMCPY_4K,
 			  (X100_DESC_MEMCPY << X100_DESC_TYPE_SHIFT) | G(G_ERR + 0x40000u));
 }
 
@@ -173,7 +177,7 @@ static int t_err_src_guest(void)
 	if (!error_prepare())
 		return 0;
 	uint64_t src = X100_SYS_WINDOW + UNMAPPED_PA;
-	return error_case("memcpy from unmapped guest memory", (src & X100_ADDR40) | ((uint64_t)(4096 >> 6) << X100_MEMCPY_LEN_SHIFT),
+	return error_case("memcpy from unmapped guest memory", (src & X100_ADDR40) | MEMCPY_4K,
 			  (X100_DESC_MEMCPY << X100_DESC_TYPE_SHIFT) | G(G_ERR + 0x40000u));
 }
 
@@ -182,7 +186,7 @@ static int t_err_dst_guest(void)
 	if (!error_prepare())
 		return 0;
 	uint64_t dst = X100_SYS_WINDOW + UNMAPPED_PA;
-	return error_case("memcpy to unmapped guest memory", G(G_ERR + 0x40000u) | ((uint64_t)(4096 >> 6) << X100_MEMCPY_LEN_SHIFT),
+	return error_case("memcpy to unmapped guest memory", G(G_ERR + 0x40000u) | MEMCPY_4K,
 			  (X100_DESC_MEMCPY << X100_DESC_TYPE_SHIFT) | (dst & X100_ADDR40));
 }
 

@@ -40,7 +40,10 @@ static int t_pattern_mismatch(void)
 
 static int t_pattern_crc_lines(void)
 {
-	static const struct { uint32_t seed; size_t len; } v[] = { { 1, 8 }, { 0xdeadbeef, 4099 }, { 0, 65536 }, { 0x55f00c0d, 1 } };
+	static const struct {
+		uint32_t seed;
+		size_t len;
+	} v[] = { { 1, 8 }, { 0xdeadbeef, 4099 }, { 0, 65536 }, { 0x55f00c0d, 1 } };
 	static uint8_t b[65536];
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		pattern_fill(v[i].seed, b, v[i].len);
