@@ -24,7 +24,7 @@ import { buildTestInitramfs, runGuest } from '../guest-tests/guest.ts';
 import type { DeviceServer } from '../src/server.ts';
 import type { X100Card } from '../device/x100/card.ts';
 import { SYSTEM_WINDOW_BASE } from '../device/x100/smpt/regs.ts';
-import { bar4Offset } from './bench/bar4.ts';
+import { bar4Field, bar4Offset } from './bench/bar4.ts';
 
 const LVU = join(REPO_ROOT, '.cache/lvu');
 const BENCH = join(REPO_ROOT, '.cache/bench');
@@ -168,10 +168,12 @@ function benchEngine(s: Session): void {
   const N = 1024;
   const DESC = (1 << 20) - 64;
   const COUNT = 64; // 64 MiB per run
-  w('DCR', r('DCR') & ~2); // mic_dma_disable_chan()
+  const en0 = bar4Field('DCR', 'EN0');
+  const count = bar4Field('DSTAT0', 'COUNT');
+  w('DCR', en0.set(r('DCR'), 0)); // mic_dma_disable_chan()
   w('DRAR_LO0', RING);
-  w('DRAR_HI0', N << 4); // ring in GDDR
-  w('DCR', r('DCR') | 2); // mic_dma_enable_chan()
+  w('DRAR_HI0', bar4Field('DRAR_HI0', 'SIZE').set(0, N)); // ring in GDDR: SYS clear
+  w('DCR', en0.set(r('DCR'), 1)); // mic_dma_enable_chan()
   let head = r('DTPR0');
   const hostBase = SYSTEM_WINDOW_BASE + ram.iova + 0x1000000n; // SMPT identity: guest physical P at window + P
   const cardBase = 0x2000000;
@@ -186,7 +188,7 @@ function benchEngine(s: Session): void {
     }
     w('DHPR0', head);
     // Busy-poll DSTAT as dma_sync_wait() does; each read runs the engine.
-    while ((r('DSTAT0') & 0x1ffff) !== head) {
+    while (count.get(r('DSTAT0')) !== head) {
       /* poll */
     }
   };
