@@ -11,7 +11,7 @@
  *   x100_smpt_identity(bar4);
  *   x100_dma_chan_alloc(&c, bar4, 0, 64) == 0 && x100_dma_chan_setup(&c)
  *   x100_dma_memcpy(&c, src, dst, len); x100_dma_sync(&c);
- *   x100_dma_chan_free(&c);
+ *   x100_dma_chan_destroy(&c); x100_dma_chan_free(&c);
  */
 #ifndef X100_DMA_H
 #define X100_DMA_H
@@ -107,6 +107,15 @@ static inline int x100_dma_chan_alloc(struct x100_dma_chan *c, volatile uint8_t 
 	return 0;
 }
 
+/* mic_dma_chan_destroy(): disable the channel and mask its interrupt (the ring stays allocated). */
+static inline void x100_dma_chan_destroy(struct x100_dma_chan *c)
+{
+	x100_wr(c->mmio, X100_DCR, x100_rd(c->mmio, X100_DCR) & ~X100_DCR_EN(c->n));
+	x100_dma_wr(c, X100_DCAR, x100_dma_rd(c, X100_DCAR) | X100_DCAR_IM1);
+	c->ready = 0;
+}
+
+/* The ring's memory back; the registers are left as they are (see x100_dma_chan_destroy()). */
 static inline void x100_dma_chan_free(struct x100_dma_chan *c)
 {
 	gm_free(&c->ringbuf);
