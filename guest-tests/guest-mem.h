@@ -17,6 +17,10 @@
 #ifndef GUEST_MEM_H
 #define GUEST_MEM_H
 
+#ifndef __USE_GNU
+#error "guest-mem.h needs _GNU_SOURCE (mremap): include vphi-guest.h before any system header"
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

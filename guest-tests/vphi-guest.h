@@ -16,6 +16,10 @@
 #ifndef VPHI_GUEST_H
 #define VPHI_GUEST_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mremap() and MAP_HUGETLB of guest-mem.h: include this header first */
+#endif
+
 #ifndef VG_PROG
 #error "define VG_PROG and VG_USAGE before including vphi-guest.h"
 #endif
