@@ -24,7 +24,7 @@ import type { ChannelState } from '../device/x100/dma/engine.ts';
 import { DCHERR_DESC_TYPE, DCHERR_DST_ADDR, DCHERR_SRC_ADDR, DSTAT_COUNT_MASK, DSTAT_QUIESCE } from '../device/x100/dma/regs.ts';
 import { runGuest, type GuestResult } from './guest.ts';
 import { findResult, summarize, type KtapResult } from './ktap.ts';
-import { patWord } from '../src/guest/pattern.ts';
+import { patternMismatch as firstMismatch } from '../src/pattern.ts';
 
 const ready = nativeAvailable() && existsSync(debianKernel()) && existsSync(qemuBinary());
 const APERTURE = 0x2000_0000;
@@ -56,14 +56,8 @@ const GROUPS: Record<string, string[]> = {
 
 /** Where card memory differs from the pattern (null: it matches). */
 function patternMismatch(mem: Buffer, addr: number, len: number, seed: number): string | null {
-  let bad = 0;
-  let first = '';
-  for (let i = 0; i < len / 4; i++) {
-    const got = mem.readUInt32LE(addr + 4 * i);
-    const want = patWord(seed, i);
-    if (got !== want && bad++ === 0) first = `word at 0x${(addr + 4 * i).toString(16)} is 0x${got.toString(16)}, expected 0x${want.toString(16)}`;
-  }
-  return bad ? `${bad} of ${len / 4} words differ; first: ${first}` : null;
+  const at = firstMismatch(mem.subarray(addr, addr + len), seed);
+  return at < 0 ? null : `first differing byte at 0x${(addr + at).toString(16)}: 0x${mem[addr + at].toString(16)}`;
 }
 
 /** Keeps what these checks need; every other trace call is a no-op. */

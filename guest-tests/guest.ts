@@ -87,5 +87,3 @@ export async function runGuest(o: GuestRun): Promise<GuestResult> {
   }
 }
 
-/** The old name, for scripts/bench.ts until it imports buildGuestInitramfs from src/guest/image.ts. */
-export { buildGuestInitramfs as buildTestInitramfs };

@@ -144,7 +144,7 @@ function micTracer(file?: string): Tracer & { events: Ev[]; recent: string[] } {
     },
     event: (kind, data) => {
       full?.event(kind, data);
-      if (kind === 'card' || kind === 'dma-engine') events.push({ kind, ...data });
+      if (kind === 'card' || kind === 'doorbell' || kind === 'dma-engine') events.push({ kind, ...data });
     },
     close: () => full?.close(),
   };

@@ -7,10 +7,18 @@
  *
  * Sections: KTAP output (ktap_*), options (vg_options: VPHI_* environment, then
  * the command line), sysfs files, the card (vg_find_card, vg_enable,
- * vg_read_resources, vg_map_resource).
+ * vg_read_resources, vg_map_resource), time (vg_now_us, vg_sleep_ms).
+ *
+ * A program may be several files (guest-tests/<prog>.c and guest-tests/<prog>/
+ * *.c, each defining VG_PROG before the include): the state here (KTAP counts,
+ * vg_card, vg_bdf) is one VG_SHARED definition for all of them.
  */
 #ifndef VPHI_GUEST_H
 #define VPHI_GUEST_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mremap() and MAP_HUGETLB of guest-mem.h: include this header first */
+#endif
 
 #ifndef VG_PROG
 #error "define VG_PROG and VG_USAGE before including vphi-guest.h"
@@ -25,14 +33,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SYSFS_PCI "/sys/bus/pci/devices"
+/* A variable every file of a program shares: defined in each, merged by the linker. */
+#define VG_SHARED __attribute__((weak))
 #define VG_STR_LEN 256 /* a VG_STR option, a PCI address */
 
 /* ------------------------------------------------------------ KTAP */
 
-static int ktap_tests, ktap_failed, ktap_planned;
+VG_SHARED int ktap_tests, ktap_failed, ktap_planned;
 
 static inline void ktap_plan(int n)
 {
@@ -116,10 +127,11 @@ struct vg_opt {
 };
 
 /* The card to use: options of every program, ahead of its own. */
-static struct {
+struct vg_card {
 	unsigned long vendor, device; /* default: the x100's */
 	char bdf[VG_STR_LEN];         /* given: use it, no scan */
-} vg_card = { .vendor = 0x8086, .device = 0x225c };
+};
+VG_SHARED struct vg_card vg_card = { .vendor = 0x8086, .device = 0x225c };
 
 static const struct vg_opt vg_card_opts[] = {
 	{ "vendor", VG_ULONG, &vg_card.vendor },
@@ -270,7 +282,7 @@ static inline int vg_read_hex_attr(const char *bdf, const char *attr, unsigned l
 /* ------------------------------------------------------------ the card */
 
 /* Its PCI address ("0000:01:00.0"), once vg_find_card() has found it. */
-static char vg_bdf[VG_STR_LEN];
+VG_SHARED char vg_bdf[VG_STR_LEN];
 
 /*
  * Sets vg_bdf: to --bdf if that is given (the device must exist, another identity is
@@ -383,6 +395,21 @@ static inline void *vg_map_resource(int bar, unsigned long long off, size_t len,
 		return NULL;
 	}
 	return p;
+}
+
+/* ------------------------------------------------------------ time */
+
+static inline unsigned long long vg_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000u + (unsigned long long)ts.tv_nsec / 1000u;
+}
+
+static inline void vg_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
 }
 
 #endif /* VPHI_GUEST_H */

@@ -25,7 +25,8 @@
  *   --spad-offset NUM           SPAD0's offset in it (0x1ab20); SPADi at +4*i
  *   --spad-count N              number of scratchpads (16)
  *   --bar0-pattern-offset NUM   where to write the pattern in the aperture (0x100000)
- *   --bar0-pattern-len NUM      its length (4096); byte i is (i*7+3)&0xff
+ *   --bar0-pattern-len NUM      its length (4096)
+ *   --bar0-pattern-seed NUM     its seed (1): the bytes are pattern(SEED, LEN), pattern.h
  *   --no-pcie --no-msix         do not require these capabilities
  *   --keep                      leave the written values in place (default; the
  *                               host side checks them); --restore puts back the old ones
@@ -51,6 +52,8 @@
 #define VG_PROG "vphi-probe"
 #define VG_USAGE "(see the comment at the top of guest-tests/vphi-probe.c)\n"
 #include "vphi-guest.h"
+#include "pattern.h"
+#include "x100-regs.h"
 
 #define IORESOURCE_IO 0x00000100UL
 #define IORESOURCE_MEM 0x00000200UL
@@ -72,23 +75,25 @@ struct opts {
 	unsigned long long spad_offset;
 	int spad_count;
 	unsigned long long pattern_offset, pattern_len;
+	unsigned long pattern_seed;
 	int need_pcie, need_msix, restore;
 };
 
 static struct opts o = {
 	.bar0_size = 0,
-	.bar4_size = 0x20000,
+	.bar4_size = X100_MMIO_SIZE,
 	.revision = 0x20,
 	.class_code = 0x0b4000,
 	.msix_vectors = 16,
 	.msix_bar = -1,
-	.mem_bar = 0,
-	.mmio_bar = 4,
-	.spad_bar = 4,
-	.spad_offset = 0x1ab20,
+	.mem_bar = X100_APER_BAR,
+	.mmio_bar = X100_MMIO_BAR,
+	.spad_bar = X100_MMIO_BAR,
+	.spad_offset = X100_SPAD(0),
 	.spad_count = 16,
 	.pattern_offset = 0x100000,
 	.pattern_len = 4096,
+	.pattern_seed = 1,
 	.need_pcie = 1,
 	.need_msix = 1,
 	.restore = 0,
@@ -108,6 +113,7 @@ static const struct vg_opt optdefs[] = {
 	{ "spad-count", VG_INT, &o.spad_count },
 	{ "bar0-pattern-offset", VG_ULLONG, &o.pattern_offset },
 	{ "bar0-pattern-len", VG_ULLONG, &o.pattern_len },
+	{ "bar0-pattern-seed", VG_ULONG, &o.pattern_seed },
 	{ "no-pcie", VG_CLEAR, &o.need_pcie },
 	{ "no-msix", VG_CLEAR, &o.need_msix },
 	{ "restore", VG_SET, &o.restore },
@@ -479,19 +485,28 @@ static void test_bar0_pattern(void)
 		return;
 	}
 	unsigned long long len = o.pattern_len, bad = 0;
+	uint32_t seed = (uint32_t)o.pattern_seed;
+	uint8_t *want = malloc(len);
+	if (!want) {
+		munmap(m.base, m.len);
+		ktap_result(0, name);
+		return;
+	}
+	pattern_fill(seed, want, len);
 	for (unsigned long long i = 0; i < len; i++)
-		m.at[i] = (uint8_t)((i * 7 + 3) & 0xff);
+		m.at[i] = want[i];
 	if (msync(m.base, m.len, MS_SYNC))
 		ktap_diag("msync: %s", strerror(errno));
 	for (unsigned long long i = 0; i < len; i++) {
-		uint8_t v = m.at[i], want = (uint8_t)((i * 7 + 3) & 0xff);
-		if (v != want && bad++ < 8)
-			ktap_diag("BAR%d+0x%llx: read 0x%02x, wrote 0x%02x", o.mem_bar, o.pattern_offset + i, v, want);
+		uint8_t v = m.at[i];
+		if (v != want[i] && bad++ < 8)
+			ktap_diag("BAR%d+0x%llx: read 0x%02x, wrote 0x%02x", o.mem_bar, o.pattern_offset + i, v, want[i]);
 	}
+	free(want);
 	if (bad)
 		ktap_diag("%llu of %llu bytes differ", bad, len);
 	else
-		ktap_diag("0x%llx bytes of (i*7+3)&0xff at BAR%d+0x%llx read back", len, o.mem_bar, o.pattern_offset);
+		ktap_diag("0x%llx bytes of pattern(0x%x) at BAR%d+0x%llx read back", len, seed, o.mem_bar, o.pattern_offset);
 	munmap(m.base, m.len);
 	ktap_result(!bad, name);
 }

@@ -17,12 +17,16 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT, debianKernel } from '../src/qemu/kernel.ts';
+import { debianKernel } from '../src/qemu/kernel.ts';
+import { REPO_ROOT } from '../src/paths.ts';
+import { buildGuestInitramfs } from '../src/guest/image.ts';
 import { startCard } from '../src/cli/serve.ts';
 import { startQemu } from '../src/qemu/run.ts';
-import { buildTestInitramfs, runGuest } from '../guest-tests/guest.ts';
+import { runGuest } from '../guest-tests/guest.ts';
 import type { DeviceServer } from '../src/server.ts';
 import type { X100Card } from '../device/x100/card.ts';
+import { SYSTEM_WINDOW_BASE } from '../device/x100/smpt/regs.ts';
+import { bar4Field, bar4Offset } from './bench/bar4.ts';
 
 const LVU = join(REPO_ROOT, '.cache/lvu');
 const BENCH = join(REPO_ROOT, '.cache/bench');
@@ -84,8 +88,8 @@ async function benchRtt(dir: string): Promise<void> {
     // Fresh socket names each round: the C sample server leaves its socket file behind.
     const sock = (n: string) => join(dir, `${n}${i}.sock`);
     c.push(await rtt([sample, sock('c')], 0, 0, sock('c')));
-    v.push(await rtt([vphi, 'serve', '--socket-path', sock('v')], 4, 0x1ab20, sock('v')));
-    vt.push(await rtt([vphi, 'serve', '--socket-path', sock('t'), '--trace', join(dir, `t${i}.jsonl`)], 4, 0x1ab20, sock('t')));
+    v.push(await rtt([vphi, 'serve', '--socket-path', sock('v')], 4, bar4Offset('SPAD0'), sock('v')));
+    vt.push(await rtt([vphi, 'serve', '--socket-path', sock('t'), '--trace', join(dir, `t${i}.jsonl`)], 4, bar4Offset('SPAD0'), sock('t')));
   }
   const [mc, mv, mt] = [median(c), median(v), median(vt)];
   line(`   libvfio-user C sample server (BAR0):  ${(mc / 1000).toFixed(1)} µs`);
@@ -116,7 +120,7 @@ interface Session {
 async function session(dir: string): Promise<Session> {
   const socketPath = join(dir, 'card.sock');
   const server = startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
-  const initrd = await buildTestInitramfs([]);
+  const initrd = await buildGuestInitramfs([]);
   const q = startQemu(
     { kernel: debianKernel(), initrd, append: 'vphi.tests=sleep,600', memoryMiB: 1024, socketPath },
     { timeoutMs: 900_000 },
@@ -153,27 +157,27 @@ function benchCopy(s: Session): void {
   }
 }
 
-const CH = (ch: number, r: number) => 0x1a000 + 0x40 * ch + r;
-const DCR = 0x1a280;
 
 /** Drive channel 0 as mic_x100_dma does, ring in card memory, and time `total` bytes. */
 function benchEngine(s: Session): void {
   line('3. DMA engine, (1 MiB - 64 B) descriptors, run to completion in-process, against Buffer.copy');
   const card = s.server.device;
-  const w = (o: number, v: number) => card.bar4.write(o, 4, v);
-  const r = (o: number) => card.bar4.read(o, 4);
+  const w = (name: string, v: number) => card.bar4.write(bar4Offset(name), 4, v);
+  const r = (name: string) => card.bar4.read(bar4Offset(name), 4);
   const ram = ramRegion(s);
-  for (let i = 0; i < 32; i++) w(0x13100 + 4 * i, i << 2);
+  for (let i = 0; i < 32; i++) w(`SMPT${i}`, i << 2); // mic_smpt_init(): identity
   const RING = 0x1000000; // GDDR
   const N = 1024;
   const DESC = (1 << 20) - 64;
   const COUNT = 64; // 64 MiB per run
-  w(DCR, r(DCR) & ~2);
-  w(CH(0, 0x14), RING);
-  w(CH(0, 0x18), N << 4); // ring in GDDR
-  w(DCR, r(DCR) | 2);
-  let head = r(CH(0, 0x08));
-  const hostBase = 0x80_0000_0000n + ram.iova + 0x1000000n;
+  const en0 = bar4Field('DCR', 'EN0');
+  const count = bar4Field('DSTAT0', 'COUNT');
+  w('DCR', en0.set(r('DCR'), 0)); // mic_dma_disable_chan()
+  w('DRAR_LO0', RING);
+  w('DRAR_HI0', bar4Field('DRAR_HI0', 'SIZE').set(0, N)); // ring in GDDR: SYS clear
+  w('DCR', en0.set(r('DCR'), 1)); // mic_dma_enable_chan()
+  let head = r('DTPR0');
+  const hostBase = SYSTEM_WINDOW_BASE + ram.iova + 0x1000000n; // SMPT identity: guest physical P at window + P
   const cardBase = 0x2000000;
   const run = (toCard: boolean) => {
     for (let i = 0; i < COUNT; i++) {
@@ -184,9 +188,9 @@ function benchEngine(s: Session): void {
       card.aperture.writeBigUInt64LE(dst | (1n << 60n), slot + 8);
       head = (head + 1) % N;
     }
-    w(CH(0, 0x04), head);
+    w('DHPR0', head);
     // Busy-poll DSTAT as dma_sync_wait() does; each read runs the engine.
-    while ((r(CH(0, 0x20)) & 0x1ffff) !== head) {
+    while (count.get(r('DSTAT0')) !== head) {
       /* poll */
     }
   };
@@ -200,7 +204,7 @@ function benchEngine(s: Session): void {
     const t = time(() => run(toCard));
     line(`   ${toCard ? 'guest RAM → card' : 'card → guest RAM'}: ${fmtRate((COUNT * DESC) / t).padStart(11)}   Buffer.copy: ${fmtRate((COUNT * DESC) / tb).padStart(11)}   ratio ${(tb / t).toFixed(2)}`);
   }
-  if (r(CH(0, 0x2c))) line(`   (DCHERR0 = 0x${r(CH(0, 0x2c)).toString(16)}: the run had an error)`);
+  if (r('DCHERR0')) line(`   (DCHERR0 = 0x${r('DCHERR0').toString(16)}: the run had an error)`);
 }
 
 async function benchGuest(dir: string): Promise<void> {

@@ -5,6 +5,7 @@
  * RAM coming and going, from a fixed seed so a failure replays exactly.
  */
 import { describe, expect, it } from 'vitest';
+import { patternFill } from '../../src/pattern.ts';
 import { makeCard } from './testing.ts';
 
 function rng(seed: number) {
@@ -33,11 +34,8 @@ describe('the card under random guest traffic', () => {
       c.env.enableMsix();
       const ram = c.env.mapRam(0x0n, 1 << 20);
       // Plant plausible descriptors in guest RAM and card memory so rings sometimes run.
-      for (let i = 0; i < 4096; i++) {
-        const v = new DataView(ram.buffer);
-        v.setUint32(i * 4, int(2 ** 32), true);
-        c.card.aperture.writeUInt32LE(int(2 ** 32), (i * 4) % c.card.aperture.length);
-      }
+      patternFill(ram.subarray(0, 16 * 1024), seed);
+      patternFill(c.card.aperture.subarray(0, 16 * 1024), seed + 100);
       for (let step = 0; step < 20_000; step++) {
         const r = rand();
         const off = r < 0.6 ? HOT[int(HOT.length)] + 0x40 * int(8) * (rand() < 0.3 ? 1 : 0) : int(0x20000) & ~3;

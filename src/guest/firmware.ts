@@ -12,7 +12,7 @@
  * at the wrong offset shows.
  */
 import type { InitramfsFile } from './initramfs.ts';
-import { patWord } from './pattern.ts';
+import { pattern } from '../pattern.ts';
 
 /** Paths relative to the firmware search path, as written to sysfs. */
 export const UOS_NAME = 'mic/uos.img';
@@ -37,11 +37,7 @@ export const RAMDISK_SIZE_OFF = 0x21c;
  * then the file name; the rest is the pattern.
  */
 function makeFile(magic: string, name: string, size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  for (let i = 0; i * 4 < size; i++) {
-    const w = patWord(seed, i);
-    for (let k = 0; k < 4 && i * 4 + k < size; k++) b[i * 4 + k] = (w >>> (8 * k)) & 0xff;
-  }
+  const b = pattern(seed, size);
   b.fill(0, 0, 64);
   b.write(magic, 0, 'latin1');
   b.writeUInt32LE(size, 32);

@@ -12,8 +12,6 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GUEST_CACHE } from '../paths.ts';
 
-/** For scripts/bench.ts until it imports REPO_ROOT from src/paths.ts. */
-export { REPO_ROOT } from '../paths.ts';
 
 /**
  * A MIC stack built in also builds the card-side cosm_client, which spins

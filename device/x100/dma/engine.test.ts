@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { patternFill } from '../../../src/pattern.ts';
 import { NULL_TRACER, type Tracer } from '../../../src/trace/tracer.ts';
 import { SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { POLL_DESCS, SLICE_BYTES } from './engine.ts';
@@ -32,7 +33,6 @@ import {
   LinuxDmaChannel,
   SMPT_REG,
   makeDmaRig,
-  pattern,
 } from './testing.ts';
 
 const KiB = 1024;
@@ -224,7 +224,7 @@ describe('MEMCPY', () => {
       const rig = rigWithRam();
       const c = linux(rig);
       const src = rig.ram.subarray(DATA, DATA + len);
-      pattern(src, len);
+      patternFill(src, len);
       // host → card, at the end of the aperture when it fits, with a guard byte before it.
       const cardOff = 4 * MiB - len;
       rig.aperture.fill(0xee);
@@ -253,7 +253,7 @@ describe('MEMCPY', () => {
     it(`copies ${len} bytes card → card`, () => {
       const rig = rigWithRam();
       const c = linux(rig);
-      pattern(rig.aperture.subarray(0, len), len + 1);
+      patternFill(rig.aperture.subarray(0, len), len + 1);
       rig.aperture.fill(0xee, 2 * MiB - 64, 4 * MiB);
       c.memcpy(BigInt(2 * MiB), 0n, len);
       c.issuePending();
@@ -267,7 +267,7 @@ describe('MEMCPY', () => {
   it('also copies host → host (the silicon reportedly cannot; the emulator can)', () => {
     const rig = rigWithRam();
     const c = linux(rig);
-    pattern(rig.ram.subarray(DATA, DATA + 128 * KiB), 9);
+    patternFill(rig.ram.subarray(DATA, DATA + 128 * KiB), 9);
     c.memcpy(rig.hostAddr(DATA + MiB), rig.hostAddr(DATA), 128 * KiB);
     c.issuePending();
     rig.drain();
@@ -278,7 +278,7 @@ describe('MEMCPY', () => {
     const rig = rigWithRam();
     const c = linux(rig);
     const len = 2 * LINUX_MAX_XFER_HOST + 256 * KiB + 64;
-    pattern(rig.ram.subarray(DATA, DATA + len), 3);
+    patternFill(rig.ram.subarray(DATA, DATA + len), 3);
     const idx = c.memcpy(0x1000n, rig.hostAddr(DATA), len, DMA_PREP_INTERRUPT);
     expect(idx).toBe(4); // 3 MEMCPY + 2 STATUS: the tx sits at its last slot
     c.issuePending();
@@ -305,7 +305,7 @@ describe('MEMCPY', () => {
     rig.host.map({ iova: (1n << 34n) - 4096n, length: 4096, prot: 3, memory: a.buffer as ArrayBuffer });
     rig.host.map({ iova: 5n << 34n, length: 4096, prot: 3, memory: b.buffer as ArrayBuffer });
     rig.w(SMPT_REG(1), 5 << 2);
-    pattern(rig.aperture.subarray(0, 256), 5);
+    patternFill(rig.aperture.subarray(0, 256), 5);
     const ring = new RawRing(rig, 0, 3 * MiB, 16);
     ring.memcpy(0n, SYSTEM_WINDOW_BASE + (1n << 34n) - 128n, 256);
     ring.issue();
@@ -580,7 +580,7 @@ describe('errors', () => {
     const good = linux(rig, 1);
     bad.memcpy(rig.hostAddr(64 * MiB), 0n, 64);
     bad.issuePending();
-    pattern(rig.ram.subarray(DATA, DATA + MiB), 1);
+    patternFill(rig.ram.subarray(DATA, DATA + MiB), 1);
     good.memcpy(0n, rig.hostAddr(DATA), MiB, DMA_PREP_INTERRUPT);
     good.issuePending();
     rig.drain();
@@ -714,7 +714,7 @@ describe('scheduling', () => {
     const c = new LinuxDmaChannel(rig, 0, 0, 2 * MiB + 64);
     expect(c.setup()).toBe(true);
     const src = 4 * MiB;
-    pattern(rig.ram.subarray(src, src + 64 * MiB), 77);
+    patternFill(rig.ram.subarray(src, src + 64 * MiB), 77);
     for (let i = 0; i < 16; i++) c.memcpy(0n, rig.hostAddr(src + i * 4 * MiB), 4 * MiB);
     const last = c.interrupt();
     c.issuePending();

@@ -110,17 +110,6 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
 
 export type DmaRig = ReturnType<typeof makeDmaRig>;
 
-/** Fill `b` with a pattern that depends on `seed` and the position. */
-export function pattern(b: Uint8Array, seed: number): void {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < b.length; i += 4) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    b[i] = x; b[i + 1] = x >>> 8; b[i + 2] = x >>> 16; b[i + 3] = x >>> 24;
-  }
-}
-
 export const DMA_PREP_INTERRUPT = 1 << 0;
 export const DMA_PREP_FENCE = 1 << 5;
 
