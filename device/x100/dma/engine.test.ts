@@ -659,6 +659,7 @@ describe('reset (RGCR)', () => {
     rig.w(dmaReg(0, DCAR), DCAR_IM1);
     expect(reg(rig, 0, DSTAT)).toBe(1);
     expect(reg(rig, 1, DCHERR)).not.toBe(0);
+    rig.regs.reset('card'); // what RGCR does to the registers (X100Card.cardReset)
     rig.engine.reset();
     for (const blk of DMA_BLOCKS) {
       for (const d of blk.regs) expect(rig.r(blk.base + d.offset), d.name).toBe(d.name === 'DCR' ? 0x55 : 0);
