@@ -176,6 +176,17 @@ describe('register file access semantics', () => {
     expect(warned).toHaveLength(2);
   });
 
+  it('turns a hook that throws into an internal warning and a read of 0', () => {
+    const warned: string[] = [];
+    const f = new RegisterFile('bar4', 4, 0x1000, [TEST], untraced((k, m) => warned.push(`${k} ${m}`)));
+    f.hook('SPAD1', { read: () => { throw new Error('boom'); } });
+    const b = Buffer.alloc(8, 0xff);
+    f.access(0x120, b, 8, false);
+    expect(b.readUInt32LE(4)).toBe(0);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/^internal bar4: read of SPAD1 failed: Error: boom/);
+  });
+
   it('card reset puts back only the registers declared cardReset clear', () => {
     const chans = blockArray('ch', 2, 0x400, 0x10, (i) => `channel ${i}`, [reg('CTL', 0, 'RW', 7, ''), reg('KEPT', 4, 'RW', 0, '', [], { cardReset: 'keep' })], { cardReset: 'clear' });
     const odd = block('odd', 0x500, '', [reg('ONE', 0, 'RW', 1, '', [], { cardReset: 'clear' }), reg('OTHER', 4, 'RW', 0, '')]);

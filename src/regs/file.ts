@@ -171,7 +171,12 @@ export class RegisterFile {
     if (s.def.selfClear) this.values[si] &= ~s.def.selfClear;
   }
 
-  /** Serve an access of any length from a byte buffer (the binding's scratch). */
+  /**
+   * Serve an access of any length from a byte buffer (the binding's
+   * scratch). A hook that throws is an emulator bug: it is reported as an
+   * 'internal' warning and the piece reads 0, so the guest sees a dropped
+   * access, not a dead device.
+   */
   access(offset: number, buf: Buffer, len: number, isWrite: boolean): void {
     let pos = 0;
     while (pos < len) {
@@ -179,14 +184,20 @@ export class RegisterFile {
       // Largest naturally aligned piece (4, 2 or 1 bytes) that fits.
       const left = len - pos;
       const size: 1 | 2 | 4 = (off & 3) === 0 && left >= 4 ? 4 : (off & 1) === 0 && left >= 2 ? 2 : 1;
-      if (isWrite) {
-        const v = size === 4 ? buf.readUInt32LE(pos) : size === 2 ? buf.readUInt16LE(pos) : buf[pos];
-        this.write(off, size, v);
-      } else {
-        const v = this.read(off, size);
-        if (size === 4) buf.writeUInt32LE(v, pos);
-        else if (size === 2) buf.writeUInt16LE(v, pos);
-        else buf[pos] = v;
+      try {
+        if (isWrite) {
+          const v = size === 4 ? buf.readUInt32LE(pos) : size === 2 ? buf.readUInt16LE(pos) : buf[pos];
+          this.write(off, size, v);
+        } else {
+          const v = this.read(off, size);
+          if (size === 4) buf.writeUInt32LE(v, pos);
+          else if (size === 2) buf.writeUInt16LE(v, pos);
+          else buf[pos] = v;
+        }
+      } catch (e) {
+        if (!isWrite) buf.fill(0, pos, pos + size);
+        const r = this.defAt(off);
+        warn(this.tracer, 'internal', `${this.name}: ${isWrite ? 'write' : 'read'} of ${r ? r.name : `0x${off.toString(16)}`} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, { bar: this.bar, off, reg: r?.name ?? null });
       }
       pos += size;
     }
