@@ -1,5 +1,5 @@
 /**
- * The card → host interrupt path (mic_x100_intr_init(), mic_x100_ack_interrupt()
+ * The card → host interrupt path (mic_x100_intr_init[] in host/mic_x100.h, mic_x100_ack_interrupt()
  * in host/mic_x100.c) and the host → card doorbells.
  *
  * Raising source k: set SICR0 bit k; if SICE0 bit k is set, then with
