@@ -197,7 +197,7 @@ describe('host → card doorbells', () => {
     off();
     c.w(RDMASR(2), 0);
     expect(rung).toEqual([10]);
-    const rings = c.env.tracer.events.filter((e) => e.kind === 'doorbell' && e.action === 'ring');
+    const rings = c.env.tracer.events.filter((e) => e.kind === 'doorbell');
     expect(rings.map((e) => [e.db, e.owners])).toEqual([[10, 1], [10, 0]]);
   });
 

@@ -37,7 +37,7 @@ export class Doorbells {
   /** The host rang doorbell `db`. */
   ring(db: number, apicicrLow?: number): void {
     const list = this.subs[db];
-    if (this.tracer.enabled) this.tracer.event('doorbell', { action: 'ring', db, ...(apicicrLow !== undefined ? { apicicrLow } : {}), owners: list.length });
+    if (this.tracer.enabled) this.tracer.event('doorbell', { db, ...(apicicrLow !== undefined ? { apicicrLow } : {}), owners: list.length });
     // A handler may unsubscribe itself (or another) while we iterate.
     for (const fn of list.slice()) fn(db, apicicrLow);
   }
