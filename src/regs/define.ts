@@ -64,9 +64,6 @@ export class Field<N extends string = string> {
   }
 }
 
-/** Kept for older call sites: a field is its own definition. */
-export type FieldDef<N extends string = string> = Field<N>;
-
 /** The fields of a register (or layout) by name. */
 export type FieldMap<F extends string> = { readonly [K in F]: Field<K> };
 
@@ -195,6 +192,11 @@ export function regArray<F extends string = never>(
   if (typeof reset === 'number') return repeat(reg(name, offset, access, reset, doc, fields, opts), count, stride);
   return Array.from({ length: count }, (_, i) =>
     regAt(reg(name, offset, access, reset(i), doc, fields, opts), `${name}${i}`, offset + i * stride, i));
+}
+
+/** Each field's mask by name (for code that mirrors a driver's bit constants). */
+export function masksOf<F extends string>(r: { readonly fields: readonly Field<F>[] }): { readonly [K in F]: number } {
+  return Object.fromEntries(r.fields.map((x) => [x.name, x.mask])) as { readonly [K in F]: number };
 }
 
 /** The bits of all `fields` together. */

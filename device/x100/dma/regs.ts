@@ -9,7 +9,7 @@
  * DHPR/DTPR/DSTAT/DCHERR current through refs, so a read always shows it.
  * A card reset (RGCR) clears every DMA register.
  */
-import { type Field, bit, block, blockArray, field, fieldOf, reg } from '../../../src/regs/define.ts';
+import { type Field, bit, block, blockArray, field, fieldOf, masksOf, reg } from '../../../src/regs/define.ts';
 import { SBOX_BASE } from '../pci/identity.ts';
 
 export const DMA_CHANNELS = 8; // MIC_DMA_MAX_NUM_CHAN
@@ -73,19 +73,8 @@ export const DMA_CH = {
 } as const;
 
 /** Register offsets within a channel block, as the driver names them (MIC_DMA_REG_*). */
-export const DCAR = DMA_CH.DCAR.offset;
-export const DHPR = DMA_CH.DHPR.offset;
-export const DTPR = DMA_CH.DTPR.offset;
-export const DAUX_LO = DMA_CH.DAUX_LO.offset;
-export const DAUX_HI = DMA_CH.DAUX_HI.offset;
-export const DRAR_LO = DMA_CH.DRAR_LO.offset;
-export const DRAR_HI = DMA_CH.DRAR_HI.offset;
-export const DITR = DMA_CH.DITR.offset;
-export const DSTAT = DMA_CH.DSTAT.offset;
-export const DSTATWB_LO = DMA_CH.DSTATWB_LO.offset;
-export const DSTATWB_HI = DMA_CH.DSTATWB_HI.offset;
-export const DCHERR = DMA_CH.DCHERR.offset;
-export const DCHERRMSK = DMA_CH.DCHERRMSK.offset;
+export const { DCAR, DHPR, DTPR, DAUX_LO, DAUX_HI, DRAR_LO, DRAR_HI, DITR, DSTAT, DSTATWB_LO, DSTATWB_HI, DCHERR, DCHERRMSK } =
+  Object.fromEntries(Object.entries(DMA_CH).map(([k, r]) => [k, r.offset])) as { readonly [K in keyof typeof DMA_CH]: number };
 
 /** BAR4 offset of register `r` of channel `ch`. */
 export const dmaReg = (ch: number, r: number): number => DMA_CH_BASE + DMA_CH_STRIDE * ch + r;
@@ -94,17 +83,17 @@ export const dmaReg = (ch: number, r: number): number => DMA_CH_BASE + DMA_CH_ST
  * The driver's own names for single bits, for code that mirrors the driver
  * (the test doubles); derived from the fields above.
  */
-export const DCAR_IM0 = DMA_CH.DCAR.f.IM0.mask; // MIC_DMA_SBOX_DCAR_IM0
-export const DCAR_IM1 = DMA_CH.DCAR.f.IM1.mask; // MIC_DMA_SBOX_DCAR_IM1
-export const DRAR_HI_SYS = DMA_CH.DRAR_HI.f.SYS.mask; // MIC_DMA_SBOX_DRARHI_SYS_MASK
-export const DSTAT_COUNT_MASK = DMA_CH.DSTAT.f.COUNT.mask; // MIC_DMA_HW_CMP_CNT_MASK
-export const DSTAT_QUIESCE = DMA_CH.DSTAT.f.QUIESCE.mask; // MIC_DMA_CHAN_QUIESCE
-export const DCHERR_DESC_TYPE = DMA_CH.DCHERR.f.DESC_TYPE.mask;
-export const DCHERR_SRC_ADDR = DMA_CH.DCHERR.f.SRC_ADDR.mask;
-export const DCHERR_DST_ADDR = DMA_CH.DCHERR.f.DST_ADDR.mask;
-export const DCHERR_RING_FETCH = DMA_CH.DCHERR.f.RING_FETCH.mask;
-export const DCHERR_RING_INDEX = DMA_CH.DCHERR.f.RING_INDEX.mask;
-export const DCHERR_INTERNAL = DMA_CH.DCHERR.f.INTERNAL.mask;
+export const { IM0: DCAR_IM0, IM1: DCAR_IM1 } = masksOf(DMA_CH.DCAR); // MIC_DMA_SBOX_DCAR_IM0/IM1
+export const { SYS: DRAR_HI_SYS } = masksOf(DMA_CH.DRAR_HI); // MIC_DMA_SBOX_DRARHI_SYS_MASK
+export const { COUNT: DSTAT_COUNT_MASK, QUIESCE: DSTAT_QUIESCE } = masksOf(DMA_CH.DSTAT); // MIC_DMA_HW_CMP_CNT_MASK, MIC_DMA_CHAN_QUIESCE
+export const {
+  DESC_TYPE: DCHERR_DESC_TYPE,
+  SRC_ADDR: DCHERR_SRC_ADDR,
+  DST_ADDR: DCHERR_DST_ADDR,
+  RING_FETCH: DCHERR_RING_FETCH,
+  RING_INDEX: DCHERR_RING_INDEX,
+  INTERNAL: DCHERR_INTERNAL,
+} = masksOf(DMA_CH.DCHERR);
 
 /**
  * DCR: per channel, bit 2·ch owner and bit 2·ch+1 enable, as
