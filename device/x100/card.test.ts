@@ -211,6 +211,15 @@ describe('host → card doorbells', () => {
 });
 
 describe('reset and boot', () => {
+  it('a card reset (RGCR) clears DMA, SICR0 and the doorbells; SMPT, MXAR, SICE0/SIAC0 and SPADs survive', () => {
+    const { card } = makeCard();
+    const cleared = card.bar4.clearedOnCardReset();
+    const expected = card.bar4.listing().map(({ def }) => def.name).filter((n) =>
+      n === 'SICR0' || /^(APICICR|RDMASR|SDBIC)\d/.test(n) || /^(DCAR|DHPR|DTPR|DAUX_LO|DAUX_HI|DRAR_LO|DRAR_HI|DITR|DSTAT|DSTATWB_LO|DSTATWB_HI|DCHERR|DCHERRMSK)\d$|^DCR$/.test(n));
+    expect(cleared).toEqual(expected);
+    expect(cleared).toHaveLength(1 + 16 + 16 + 4 + 8 * 13 + 1);
+  });
+
   /** What the host does at probe and in _mic_start, far enough for the card to boot. */
   function hostStart(c: ReturnType<typeof makeCard>, opts: { magic?: number } = {}) {
     const { env, w, card } = c;

@@ -26,7 +26,7 @@ import { InterruptController } from './interrupts/controller.ts';
 import { SMPT_BLOCK } from './smpt/regs.ts';
 import { Smpt } from './smpt/smpt.ts';
 import { CardAddressSpace } from './memory.ts';
-import { Bootstrap, type BootRecord } from './boot/bootstrap.ts';
+import { Bootstrap } from './boot/bootstrap.ts';
 import { DMA_BLOCKS } from './dma/regs.ts';
 import { DmaEngine } from './dma/engine.ts';
 
@@ -35,8 +35,6 @@ export interface X100Options {
   apertureSize?: number;
   /** How long an RGCR reset takes before SPAD2 reads ready again (default 100 ms). */
   resetDelayMs?: number;
-  /** Called when the card OS starts (the SCIF layer hooks in here). */
-  onBooted?: (card: X100Card, rec: BootRecord) => void;
 }
 
 /** Every block of BAR4, in address order. */
@@ -51,10 +49,6 @@ export const BAR4_BLOCKS: readonly BlockDef[] = [
   RDMASR_BLOCK,
   SDBIC_BLOCK,
 ];
-
-/** Registers a card reset (RGCR) clears; SMPT, MXAR, SICE0/SIAC0 and SPADs survive (boot-and-state.md §6). */
-const CLEARED_ON_CARD_RESET = (name: string): boolean =>
-  name === 'SICR0' || name.startsWith('APICICR') || name.startsWith('RDMASR') || name.startsWith('SDBIC');
 
 /** The download address the bootstrap reports: 64 MiB, or an eighth of a small aperture. */
 export function defaultBootAddr(apertureSize: number): number {
@@ -97,26 +91,23 @@ export class X100Card implements DeviceModel {
       doorbells: this.intc.doorbells,
       after: (ms, fn) => env.after(ms, fn),
       onCardReset: () => this.cardReset(),
-      onBooted: (rec) => opts.onBooted?.(this, rec),
       bootAddr: defaultBootAddr(this.aperture.byteLength),
       resetDelayMs: opts.resetDelayMs,
     });
     this.bootstrap.powerOn();
   }
 
-  /** RGCR: stop the card's engines and clear its pending state. */
+  /** RGCR: the registers declared cardReset 'clear' (DMA, SICR0, doorbells) back to reset; the engines stop. */
   private cardReset(): void {
+    this.bar4.reset('card');
     this.dma.reset();
-    for (const { def } of this.bar4.listing()) {
-      if (CLEARED_ON_CARD_RESET(def.name)) this.bar4.set(def.name, def.reset);
-    }
     this.intc.updateIntx();
   }
 
   /** PCI-level reset, power-on, or the client went away: every register to its reset value. */
   reset(reason: string): void {
     if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'reset', reason });
-    this.bar4.reset();
+    this.bar4.reset('power');
     this.dma.reset();
     this.bootstrap.powerOn();
   }

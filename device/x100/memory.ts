@@ -1,5 +1,5 @@
 /**
- * The card's physical address space (spec card-hardware.md §3), as seen by
+ * The card's physical address space (mic_x100_smpt_set(), mic_to_dma_addr()), as seen by
  * the DMA engine and the card model:
  *   0 .. aperture-1                 card GDDR (the BAR0 memfd)
  *   0x80_0000_0000 .. +512 GiB      host memory through the SMPT

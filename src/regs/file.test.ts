@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { bit, block, field, reg, regArray, decodeFields, setField, getField } from './define.ts';
+import { bit, block, blockArray, field, layout, reg, regArray, decodeFields, setField, getField, wideField } from './define.ts';
 import { RegisterFile } from './file.ts';
-import { memoryTracer } from '../trace/tracer.ts';
+import { memoryTracer, untraced } from '../trace/tracer.ts';
 
 const TEST = block('test', 0x100, 'a test block', [
   reg('CTRL', 0x0, 'RW', 0x55, 'control', [field('MODE', 0, 4, 'mode'), bit('GO', 31, 'start')], { selfClear: 0x80000000 }),
@@ -30,6 +30,35 @@ describe('register definitions', () => {
     expect(decodeFields(ctrl, 0x80000003)).toEqual({ MODE: 3, GO: 1 });
     expect(setField(0xffffffff, ctrl.fields[0], 0)).toBe(0xfffffff0);
     expect(getField(0x80000000, ctrl.fields[1])).toBe(1);
+  });
+
+  it('reads and writes fields by name, with masks computed once', () => {
+    const r = reg('R', 0, 'RW', 0, '', [field('LO', 0, 4, ''), field('MID', 4, 17, ''), bit('TOP', 31, ''), field('ALL', 0, 32, '')]);
+    expect(r.f.MID.ex(0xf0123450)).toBe(0x12345);
+    expect(r.f.MID.dp(0xffffffff, 0)).toBe(0xffe0000f);
+    expect(r.f.MID.mask).toBe(0x1ffff0);
+    expect(r.f.TOP.val(1)).toBe(0x80000000);
+    expect(r.f.TOP.isSet(0x80000000)).toBe(true);
+    expect(r.f.ALL.ex(-1)).toBe(0xffffffff);
+    expect(r.f.ALL.dp(5, 0xdeadbeef)).toBe(0xdeadbeef);
+    // @ts-expect-error a misspelt field name does not type-check
+    expect(r.f.MIDD).toBeUndefined();
+    // @ts-expect-error nor does a self-clearing bit that names no field
+    expect(() => reg('S', 0, 'RW', 0, '', [bit('GO', 0, '')], { selfClear: 'G0' })).toThrow(/no field G0/);
+    expect(reg('S', 0, 'RW', 0, '', [bit('GO', 3, '')], { selfClear: 'GO' }).selfClear).toBe(8);
+    expect(() => reg('D', 0, 'RW', 0, '', [bit('A', 0, ''), bit('A', 1, '')])).toThrow(/twice/);
+  });
+
+  it('decode memory structures across words (a 16-byte DMA descriptor)', () => {
+    const d = layout('desc', 16, '', [wideField('SRC', 0, 40, ''), wideField('LEN', 46, 14, ''), wideField('DST', 64, 40, ''), wideField('TYPE', 124, 4, ''), wideField('DATA', 0, 64, '')]);
+    const w = new Uint32Array([0x89abcdef, (0x3fff << 14) | 0x67, 0x00001000, 0x10000001]);
+    expect(d.f.SRC.ex(w)).toBe(0x67_89abcdef);
+    expect(d.f.LEN.ex(w)).toBe(0x3fff);
+    expect(d.f.DST.ex(w)).toBe(0x01_00001000);
+    expect(d.f.TYPE.ex(w)).toBe(1);
+    expect(d.f.DATA.bytes(new Uint8Array(16).fill(7)).length).toBe(8);
+    expect(d.decode(w)).toEqual({ SRC: 0x67_89abcdef, LEN: 0x3fff, DST: 0x01_00001000, TYPE: 1 });
+    expect(() => layout('x', 8, '', [wideField('F', 60, 8, '')])).toThrow(/outside 64 bits/);
   });
 
   it('names array elements and gives each its reset', () => {
@@ -131,6 +160,44 @@ describe('register file access semantics', () => {
     expect(t.events[0]).toMatchObject({ kind: 'mmio', bar: 4, op: 'w', off: 0x100, reg: 'CTRL', block: 'test', val: 0x80000002, now: 0x2, fields: { MODE: 2, GO: 1 } });
     expect(t.events[1]).toMatchObject({ op: 'r', reg: 'ID', val: 0x8086225c });
     expect(t.events[2]).toMatchObject({ op: 'w', reg: 'ID', ignored: true });
+  });
+
+  it('warns about an undeclared offset with tracing off, naming the nearest register', () => {
+    const warned: [string, string, Record<string, unknown> | undefined][] = [];
+    const f = new RegisterFile('bar4', 4, 0x1000, [TEST], untraced((k, m, d) => warned.push([k, m, d])));
+    f.write(0x134, 4, 0x1234);
+    expect(warned).toHaveLength(1);
+    expect(warned[0][0]).toBe('mmio-undeclared');
+    expect(warned[0][1]).toMatch(/bar4: guest 4-byte write of 0x1234 at undeclared offset 0x134; nearest is test\.SPAD3 at 0x12c \(\+0x8\)/);
+    expect(warned[0][2]).toMatchObject({ bar: 4, op: 'w', off: 0x134, nearest: 'test.SPAD3' });
+    f.read(0xf0, 4);
+    expect(warned[1][1]).toMatch(/read at undeclared offset 0xf0; nearest is test\.CTRL at 0x100 \(-0x10\)/);
+    f.read(0x100, 4);
+    expect(warned).toHaveLength(2);
+  });
+
+  it('turns a hook that throws into an internal warning and a read of 0', () => {
+    const warned: string[] = [];
+    const f = new RegisterFile('bar4', 4, 0x1000, [TEST], untraced((k, m) => warned.push(`${k} ${m}`)));
+    f.hook('SPAD1', { read: () => { throw new Error('boom'); } });
+    const b = Buffer.alloc(8, 0xff);
+    f.access(0x120, b, 8, false);
+    expect(b.readUInt32LE(4)).toBe(0);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/^internal bar4: read of SPAD1 failed: Error: boom/);
+  });
+
+  it('card reset puts back only the registers declared cardReset clear', () => {
+    const chans = blockArray('ch', 2, 0x400, 0x10, (i) => `channel ${i}`, [reg('CTL', 0, 'RW', 7, ''), reg('KEPT', 4, 'RW', 0, '', [], { cardReset: 'keep' })], { cardReset: 'clear' });
+    const odd = block('odd', 0x500, '', [reg('ONE', 0, 'RW', 1, '', [], { cardReset: 'clear' }), reg('OTHER', 4, 'RW', 0, '')]);
+    const f = new RegisterFile('bar', 4, 0x1000, [TEST, ...chans, odd]);
+    expect(f.clearedOnCardReset()).toEqual(['CTL0', 'CTL1', 'ONE']);
+    expect(f.defAt(0x414)?.name).toBe('KEPT1');
+    for (const n of ['CTL0', 'CTL1', 'KEPT0', 'ONE', 'OTHER', 'SPAD0']) f.set(n, 0x99);
+    f.reset('card');
+    expect(['CTL0', 'CTL1', 'KEPT0', 'ONE', 'OTHER', 'SPAD0'].map((n) => f.get(n))).toEqual([7, 7, 0x99, 1, 0x99, 0x99]);
+    f.reset('power');
+    expect(['KEPT0', 'OTHER', 'SPAD0'].map((n) => f.get(n))).toEqual([0, 0, 0]);
   });
 
   it('resets every register', () => {

@@ -2,11 +2,15 @@
  * A register file: the runtime behind one trapped BAR. It places the
  * declared blocks, stores every register's value, applies the declared
  * access semantics (RO/RW/W1C/W1S/WO, write masks, self-clearing bits) and
- * runs the device's hooks. Unknown offsets read 0 and ignore writes. Every
- * access can be traced, decoded by register and field name.
+ * runs the device's hooks. Unknown offsets read 0 and ignore writes, with
+ * a warning that names the nearest declared register. Every access can be
+ * traced, decoded by register and field name.
  */
 import { type BlockDef, type RegisterDef, decodeFields } from './define.ts';
-import { type Tracer, NULL_TRACER } from '../trace/tracer.ts';
+import { type Tracer, NO_TRACE, warn } from '../trace/tracer.ts';
+
+/** power: power-on or PCI-level reset, every register; card: RGCR, the registers declared cardReset 'clear'. */
+export type ResetKind = 'power' | 'card';
 
 export interface RegHooks {
   /** The value a read returns (default: the stored value). May have side effects. */
@@ -35,13 +39,15 @@ export class RegisterFile {
   /** dword index within the BAR → slot number, or -1. */
   private readonly map: Int32Array;
   private readonly byName = new Map<string, number>();
+  /** Slots a card reset puts back to their reset value. */
+  private readonly cardResetSlots: Int32Array;
 
   constructor(
     readonly name: string,
     readonly bar: number,
     readonly size: number,
     readonly blocks: readonly BlockDef[],
-    public tracer: Tracer = NULL_TRACER,
+    public tracer: Tracer = NO_TRACE,
   ) {
     this.map = new Int32Array(size >>> 2).fill(-1);
     for (const b of blocks) {
@@ -57,12 +63,26 @@ export class RegisterFile {
       }
     }
     this.values = new Uint32Array(this.slots.length);
+    const cleared: number[] = [];
+    this.slots.forEach((s, i) => {
+      if ((s.def.cardReset ?? s.block.cardReset) === 'clear') cleared.push(i);
+    });
+    this.cardResetSlots = Int32Array.from(cleared);
     this.reset();
   }
 
-  /** Every register back to its declared reset value. */
-  reset(): void {
-    for (let i = 0; i < this.slots.length; i++) this.values[i] = this.slots[i].def.reset;
+  /** Registers back to their declared reset values: all of them (power), or those a card reset clears (card). */
+  reset(kind: ResetKind = 'power'): void {
+    if (kind === 'power') {
+      for (let i = 0; i < this.slots.length; i++) this.values[i] = this.slots[i].def.reset;
+    } else {
+      for (const i of this.cardResetSlots) this.values[i] = this.slots[i].def.reset;
+    }
+  }
+
+  /** The names of the registers a card reset clears (for docs and tests). */
+  clearedOnCardReset(): string[] {
+    return Array.from(this.cardResetSlots, (i) => this.slots[i].def.name);
   }
 
   /** Attach behaviour to a register (by name). */
@@ -108,6 +128,8 @@ export class RegisterFile {
       const s = this.slots[si];
       const stored = this.values[si];
       full = s.def.access === 'WO' ? 0 : s.hooks.read ? s.hooks.read(stored) >>> 0 : stored;
+    } else {
+      this.undeclared('r', offset, size);
     }
     const shift = (offset & 3) * 8;
     const v = size === 4 ? full : (full >>> shift) & (size === 1 ? 0xff : 0xffff);
@@ -120,6 +142,7 @@ export class RegisterFile {
     const d = offset >>> 2;
     const si = d < this.map.length ? this.map[d] : -1;
     if (si < 0) {
+      this.undeclared('w', offset, size, value >>> 0);
       if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, -1, 0);
       return;
     }
@@ -148,7 +171,12 @@ export class RegisterFile {
     if (s.def.selfClear) this.values[si] &= ~s.def.selfClear;
   }
 
-  /** Serve an access of any length from a byte buffer (the binding's scratch). */
+  /**
+   * Serve an access of any length from a byte buffer (the binding's
+   * scratch). A hook that throws is an emulator bug: it is reported as an
+   * 'internal' warning and the piece reads 0, so the guest sees a dropped
+   * access, not a dead device.
+   */
   access(offset: number, buf: Buffer, len: number, isWrite: boolean): void {
     let pos = 0;
     while (pos < len) {
@@ -156,17 +184,48 @@ export class RegisterFile {
       // Largest naturally aligned piece (4, 2 or 1 bytes) that fits.
       const left = len - pos;
       const size: 1 | 2 | 4 = (off & 3) === 0 && left >= 4 ? 4 : (off & 1) === 0 && left >= 2 ? 2 : 1;
-      if (isWrite) {
-        const v = size === 4 ? buf.readUInt32LE(pos) : size === 2 ? buf.readUInt16LE(pos) : buf[pos];
-        this.write(off, size, v);
-      } else {
-        const v = this.read(off, size);
-        if (size === 4) buf.writeUInt32LE(v, pos);
-        else if (size === 2) buf.writeUInt16LE(v, pos);
-        else buf[pos] = v;
+      try {
+        if (isWrite) {
+          const v = size === 4 ? buf.readUInt32LE(pos) : size === 2 ? buf.readUInt16LE(pos) : buf[pos];
+          this.write(off, size, v);
+        } else {
+          const v = this.read(off, size);
+          if (size === 4) buf.writeUInt32LE(v, pos);
+          else if (size === 2) buf.writeUInt16LE(v, pos);
+          else buf[pos] = v;
+        }
+      } catch (e) {
+        if (!isWrite) buf.fill(0, pos, pos + size);
+        const r = this.defAt(off);
+        warn(this.tracer, 'internal', `${this.name}: ${isWrite ? 'write' : 'read'} of ${r ? r.name : `0x${off.toString(16)}`} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, { bar: this.bar, off, reg: r?.name ?? null });
       }
       pos += size;
     }
+  }
+
+  /** The declared register nearest to `offset` (by absolute offset), if any. */
+  nearest(offset: number): { block: string; reg: string; abs: number } | undefined {
+    let best: Slot | undefined;
+    for (const s of this.slots) {
+      if (!best || Math.abs(s.abs - offset) < Math.abs(best.abs - offset)) best = s;
+    }
+    return best && { block: best.block.name, reg: best.def.name, abs: best.abs };
+  }
+
+  /** A guest access no register covers: reads 0, writes are dropped; warn. */
+  private undeclared(op: 'r' | 'w', offset: number, size: number, value?: number): void {
+    const hex = (v: number) => `0x${v.toString(16)}`;
+    const n = this.nearest(offset);
+    const near = n ? `; nearest is ${n.block}.${n.reg} at ${hex(n.abs)} (${offset >= n.abs ? '+' : '-'}${hex(Math.abs(offset - n.abs))})` : '';
+    const what = op === 'w' ? `write of ${hex(value ?? 0)}` : 'read';
+    warn(this.tracer, 'mmio-undeclared', `${this.name}: guest ${size}-byte ${what} at undeclared offset ${hex(offset)}${near}`, {
+      bar: this.bar,
+      op,
+      off: offset,
+      size,
+      ...(op === 'w' ? { val: value } : {}),
+      ...(n ? { nearest: `${n.block}.${n.reg}` } : {}),
+    });
   }
 
   private slotOf(name: string): number {

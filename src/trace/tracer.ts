@@ -1,8 +1,13 @@
 /**
  * Tracing: every config-space and BAR access, interrupt, DMA map/unmap,
  * DMA transfer and reset as one JSON line, decoded by register and field
- * name. Off by default: the NULL_TRACER's `enabled` is false and every
- * call site checks it first, so a disabled trace costs one property load.
+ * name. Off by default: NO_TRACE's `enabled` is false and every call site
+ * checks it first, so a disabled trace costs one property load.
+ *
+ * Warnings are not trace: guest misprogramming (a DMA channel error, an
+ * access to an undeclared BAR offset) and internal faults always go to
+ * stderr as pino warn lines, rate-limited per kind, traced or not
+ * (`warn(tracer, kind, msg, data)`).
  */
 import { mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -52,8 +57,16 @@ export interface DmaEvent {
   [k: string]: unknown;
 }
 
+/** A warning sink: `kind` groups warnings for rate limiting ('dma-error', 'mmio-undeclared', 'internal'). */
+export type WarnFn = (kind: string, msg: string, data?: Record<string, unknown>) => void;
+
 export interface Tracer {
   readonly enabled: boolean;
+  /**
+   * Warnings, whether or not tracing is enabled. A tracer without one
+   * warns to stderr (see warn()); every tracer made here has one.
+   */
+  readonly warn?: WarnFn;
   mmio(e: MmioEvent): void;
   cfg(e: CfgEvent): void;
   irq(e: IrqEvent): void;
@@ -65,18 +78,82 @@ export interface Tracer {
 
 const noop = (): void => {};
 
-export const NULL_TRACER: Tracer = {
-  enabled: false,
-  mmio: noop,
-  cfg: noop,
-  irq: noop,
-  dma: noop,
-  event: noop,
-  close: noop,
+export interface RateLimit {
+  /** Lines per kind per window (default 10). */
+  perWindow?: number;
+  /** Window length in ms (default 1000). */
+  windowMs?: number;
+  /** Clock in ms (default Date.now). */
+  now?: () => number;
+}
+
+/**
+ * The one rate limiter of warnings: at most `perWindow` lines of a kind in
+ * each window; the rest are counted, and the first line of that kind in a
+ * later window carries `suppressed: K`.
+ */
+export function rateLimited(sink: WarnFn, o: RateLimit = {}): WarnFn {
+  const limit = o.perWindow ?? 10;
+  const windowMs = o.windowMs ?? 1000;
+  const now = o.now ?? Date.now;
+  const kinds = new Map<string, { start: number; shown: number; dropped: number }>();
+  return (kind, msg, data) => {
+    const t = now();
+    let k = kinds.get(kind);
+    if (!k) kinds.set(kind, (k = { start: t, shown: 0, dropped: 0 }));
+    let suppressed = 0;
+    if (t - k.start >= windowMs) {
+      suppressed = k.dropped;
+      k.start = t;
+      k.shown = 0;
+      k.dropped = 0;
+    }
+    if (k.shown >= limit) {
+      k.dropped++;
+      return;
+    }
+    k.shown++;
+    const last = k.shown === limit ? ` (more ${kind} warnings in the next ${windowMs} ms are counted, not shown)` : '';
+    sink(kind, msg + last, suppressed ? { ...data, suppressed } : data);
+  };
+}
+
+/** Rate-limited warnings through a pino logger, at warn level. */
+export function warnLog(logger: pino.Logger, o: RateLimit = {}): WarnFn {
+  return rateLimited((kind, msg, data) => logger.warn({ kind, ...data }, msg), o);
+}
+
+let stderrWarn: WarnFn | undefined;
+
+/** The default warning sink: pino to stderr (created on first use). */
+export const STDERR_WARN: WarnFn = (kind, msg, data) => {
+  stderrWarn ??= warnLog(pino({ base: { name: 'vphi' } }, pino.destination({ dest: 2, sync: true })));
+  stderrWarn(kind, msg, data);
 };
 
+/** Report a warning through `t`, or to stderr if `t` has no warning sink. */
+export function warn(t: Tracer, kind: string, msg: string, data?: Record<string, unknown>): void {
+  (t.warn ?? STDERR_WARN)(kind, msg, data);
+}
+
+/** No trace; warnings still go to `warnTo` (default stderr). */
+export function untraced(warnTo: WarnFn = STDERR_WARN): Tracer {
+  return { enabled: false, warn: warnTo, mmio: noop, cfg: noop, irq: noop, dma: noop, event: noop, close: noop };
+}
+
+/** The default: tracing off, warnings to stderr. */
+export const NO_TRACE: Tracer = untraced();
+
+/** @deprecated The old name of NO_TRACE (it does warn). */
+export const NULL_TRACER: Tracer = NO_TRACE;
+
+export interface TracerOptions {
+  /** Where warnings go (default stderr); e.g. warnLog(cliLogger). */
+  warn?: WarnFn;
+}
+
 /** A tracer writing JSON lines to `dest` (a file path or a writable fd). */
-export function createTracer(dest: string | number): Tracer {
+export function createTracer(dest: string | number, opts: TracerOptions = {}): Tracer {
   // Open synchronously so that close() can always flush what is buffered.
   let fd: number;
   if (typeof dest === 'string') {
@@ -101,6 +178,7 @@ export function createTracer(dest: string | number): Tracer {
   let open = true;
   return {
     enabled: true,
+    warn: opts.warn ?? STDERR_WARN,
     mmio: (e) => log.info({ kind: 'mmio', ...e }),
     cfg: (e) => log.info({ kind: 'cfg', ...e }),
     irq: (e) => log.info({ kind: 'irq', ...e }),
@@ -115,12 +193,18 @@ export function createTracer(dest: string | number): Tracer {
   };
 }
 
-/** A tracer that keeps events in memory (tests, and `vphi` self-checks). */
-export function memoryTracer(): Tracer & { events: Record<string, unknown>[] } {
+/**
+ * A tracer that keeps events in memory (tests, and `vphi` self-checks).
+ * Warnings are kept too, rate-limited as on stderr, in `warnings`.
+ */
+export function memoryTracer(limit: RateLimit = {}): Tracer & { events: Record<string, unknown>[]; warnings: Record<string, unknown>[] } {
   const events: Record<string, unknown>[] = [];
+  const warnings: Record<string, unknown>[] = [];
   return {
     enabled: true,
     events,
+    warnings,
+    warn: rateLimited((kind, msg, data) => warnings.push({ kind, msg, ...data }), limit),
     mmio: (e) => events.push({ kind: 'mmio', ...e }),
     cfg: (e) => events.push({ kind: 'cfg', ...e }),
     irq: (e) => events.push({ kind: 'irq', ...e }),

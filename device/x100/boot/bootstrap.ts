@@ -1,6 +1,7 @@
 /**
  * The card's bootstrap and the start of its OS, as the host sees them
- * (spec boot-and-state.md §4, §6):
+ * (mic_x100_load_firmware(), mic_x100_hw_reset(), mic_x100_send_firmware_intr()
+ * in host/mic_x100.c; _mic_start() in host/mic_boot.c):
  *
  *   ready      SPAD2 = bootaddr | apicid << 1 | READY: waiting for a download
  *   resetting  RGCR bit 0 was written; READY comes back after resetDelayMs
@@ -12,12 +13,11 @@
  * device page and knows its node id, and the host shows `booting`.
  */
 import type { RegisterFile } from '../../../src/regs/file.ts';
-import type { Tracer } from '../../../src/trace/tracer.ts';
+import { type Tracer, warn } from '../../../src/trace/tracer.ts';
 import type { CardAddressSpace } from '../memory.ts';
-import { BSP_INTERRUPT_VECTOR } from '../interrupts/regs.ts';
-import { SPAD2_READY, SPAD2_APIC_ID, SPAD2_DOWNLOAD_ADDR } from '../spad/regs.ts';
-import { setField } from '../../../src/regs/define.ts';
-import { POSTCODE_OS, POSTCODE_READY, POSTCODE_RESET } from './regs.ts';
+import { APICICR_LO, BSP_INTERRUPT_VECTOR } from '../interrupts/regs.ts';
+import { SPAD2 } from '../spad/regs.ts';
+import { POSTCODE_OS, POSTCODE_READY, POSTCODE_RESET, RGCR } from './regs.ts';
 import { type BootParam, MIC_MAGIC, decodeBootParam } from './device-page.ts';
 import type { Doorbells } from '../interrupts/doorbells.ts';
 
@@ -26,7 +26,7 @@ export const BOOT_DOORBELL = 7;
 
 export type CardState = 'ready' | 'resetting' | 'running';
 
-/** What the host downloaded into the aperture (boot-and-state.md §4.3). */
+/** What the host downloaded into the aperture (mic_x100_load_firmware(), mic_x100_load_command_line(), mic_x100_load_ramdisk()). */
 export interface Download {
   bootAddr: number;
   imageSize: number;
@@ -75,16 +75,15 @@ export class Bootstrap {
     o.doorbells.subscribe(BOOT_DOORBELL, (_db, lo) => this.bootInterrupt(lo));
     o.regs.hook('RGCR', {
       postWrite: (v) => {
-        if (v & 1) this.startReset();
+        if (RGCR.f.RESET.isSet(v)) this.startReset();
       },
     });
   }
 
   /** SPAD2 as the bootstrap publishes it when ready for a download. */
   readyValue(): number {
-    let v = setField(0, SPAD2_DOWNLOAD_ADDR, this.o.bootAddr >>> 12);
-    v = setField(v, SPAD2_APIC_ID, this.o.apicId ?? 0);
-    return setField(v, SPAD2_READY, 1);
+    const { DOWNLOAD_ADDR, APIC_ID, READY } = SPAD2.f;
+    return (DOWNLOAD_ADDR.val(this.o.bootAddr >>> 12) | APIC_ID.val(this.o.apicId ?? 0) | READY.val(1)) >>> 0;
   }
 
   /** Power-on, or PCI-level reset: bootstrap ready at once. */
@@ -96,7 +95,7 @@ export class Bootstrap {
 
   /** APICICR7 rang: with vector 229 while ready, the boot interrupt; otherwise the OS's business. */
   private bootInterrupt(apicicrLow: number | undefined): void {
-    if (apicicrLow !== undefined && (apicicrLow & 0xff) === BSP_INTERRUPT_VECTOR && this.state === 'ready') this.boot();
+    if (apicicrLow !== undefined && APICICR_LO.f.VECTOR.ex(apicicrLow) === BSP_INTERRUPT_VECTOR && this.state === 'ready') this.boot();
   }
 
   private startReset(): void {
@@ -134,10 +133,11 @@ export class Bootstrap {
     this.boots++;
     this.state = 'running';
     // The bootstrap has handed over to the OS: no longer waiting for a download.
-    regs.set('SPAD2', regs.get('SPAD2') & ~1);
+    regs.set('SPAD2', SPAD2.f.READY.dp(regs.get('SPAD2'), 0));
     regs.set('POSTCODE', POSTCODE_OS);
     const rec: BootRecord = { download, devicePageAddr, bootParam, error };
     this.lastBoot = rec;
+    if (error) warn(this.o.tracer, 'boot', `card OS cannot start SCIF: ${error}`, { devicePage: `0x${devicePageAddr.toString(16)}` });
     if (this.o.tracer.enabled) {
       this.o.tracer.event('card', {
         action: 'boot',

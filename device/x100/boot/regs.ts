@@ -1,5 +1,6 @@
 /**
- * Reset and boot-status registers (spec card-hardware.md §4, boot-and-state.md §6).
+ * Reset and boot-status registers (mic_x100_hw_reset(), mic_x100_get_postcode()
+ * in host/mic_x100.c).
  */
 import { bit, block, field, reg } from '../../../src/regs/define.ts';
 import { SBOX_BASE } from '../pci/identity.ts';
@@ -16,8 +17,8 @@ export const DBOX_BLOCK = block('dbox', 0x0000, 'DBOX', [
   ]),
 ]);
 
-export const RGCR_BLOCK = block('sbox-rgcr', SBOX_BASE + 0x4010, 'reset', [
-  reg('RGCR', 0x0, 'RW', 0, 'reset global control: bit 0 starts a card reset (mic_x100_hw_reset)', [
-    bit('RESET', 0, 'start a card reset (self-clearing)'),
-  ], { selfClear: 1 }),
-]);
+export const RGCR = reg('RGCR', 0x0, 'RW', 0, 'reset global control: bit 0 starts a card reset (mic_x100_hw_reset())', [
+  bit('RESET', 0, 'start a card reset (self-clearing)'),
+], { selfClear: 'RESET' });
+
+export const RGCR_BLOCK = block('sbox-rgcr', SBOX_BASE + 0x4010, 'reset', [RGCR]);

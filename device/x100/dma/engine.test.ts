@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { patternFill } from '../../../src/pattern.ts';
-import { NULL_TRACER, type Tracer } from '../../../src/trace/tracer.ts';
+import { NULL_TRACER, type Tracer, untraced } from '../../../src/trace/tracer.ts';
 import { SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { POLL_DESCS, SLICE_BYTES } from './engine.ts';
 import {
@@ -659,6 +659,7 @@ describe('reset (RGCR)', () => {
     rig.w(dmaReg(0, DCAR), DCAR_IM1);
     expect(reg(rig, 0, DSTAT)).toBe(1);
     expect(reg(rig, 1, DCHERR)).not.toBe(0);
+    rig.regs.reset('card'); // what RGCR does to the registers (X100Card.cardReset)
     rig.engine.reset();
     for (const blk of DMA_BLOCKS) {
       for (const d of blk.regs) expect(rig.r(blk.base + d.offset), d.name).toBe(d.name === 'DCR' ? 0x55 : 0);
@@ -747,6 +748,19 @@ describe('tracing', () => {
     expect(ev).toHaveLength(3);
     expect(ev[0]).toMatchObject({ op: 'copy', ch: 0, idx: 0, type: 'MEMCPY', src: '0x8010900000', dst: '0x40', len: 128 });
     expect(ev[2]).toMatchObject({ op: 'write', ch: 0, idx: 2, type: 'STATUS', dst: `0x${c.statusCard.toString(16)}`, len: 8, val: '0x0', intr: true });
+  });
+
+  it('warns once per channel error, naming the channel and DCHERR bit, with tracing off', () => {
+    const warned: [string, string, Record<string, unknown> | undefined][] = [];
+    const rig = rigWithRam(16 * MiB, 4 * MiB, untraced((k, m, d) => warned.push([k, m, d])));
+    const c = linux(rig, 5);
+    c.imm(rig.hostAddr(64 * MiB), 1n); // status into unmapped guest memory
+    c.issuePending();
+    rig.drain();
+    expect(warned).toHaveLength(1);
+    expect(warned[0][0]).toBe('dma-error');
+    expect(warned[0][1]).toMatch(/^DMA channel 5 stopped at descriptor 0: DCHERR5 = 0x4 \{DST_ADDR\}: STATUS 0 destination 0x/);
+    expect(warned[0][2]).toMatchObject({ ch: 5, idx: 0, dcherr: DCHERR_DST_ADDR, err: 'DST_ADDR' });
   });
 
   it('never calls a disabled tracer', () => {

@@ -1,37 +1,37 @@
 /**
- * The x100 DMA engine (spec dma-engine.md; drivers/dma/mic_x100_dma.[ch]):
- * eight descriptor-ring channels that copy between card GDDR and host
- * memory (through the SMPT), write status words and interrupt the host.
+ * The x100 DMA engine (drivers/dma/mic_x100_dma.[ch]): eight
+ * descriptor-ring channels that copy between card GDDR and host memory
+ * (through the SMPT), write status words and interrupt the host.
  *
  * State lives in the channel registers (regs.ts), kept current through
- * refs: DHPR (head, written by software), DTPR = DSTAT[16:0] (tail =
- * completion count, written here), DCHERR and DSTAT bit 29 (errors). A
- * channel runs while it is enabled (DCR bit 2·ch+1), has no error and
- * tail != head, one descriptor at a time, in order:
+ * refs: DHPR (head, written by software), DTPR = DSTAT.COUNT (tail =
+ * completion count, written here), DCHERR and DSTAT.QUIESCE (errors). A
+ * channel runs while DCR enables it, has no error and tail != head, one
+ * descriptor at a time, in order:
  *
- *   ring    DRAR_HI bit 26 set: 0x80_0000_0000 + SMPT·2^34 + BASE_HI[1:0]·2^32 + DRAR_LO
- *           (system memory through the SMPT); else BASE_HI[3:0]·2^32 + DRAR_LO (GDDR).
- *           N = DRAR_HI[20:4] descriptors of 16 bytes; descriptor i at ring + 16·i,
+ *   ring    DRAR_HI.SYS: the system window, SMPT page DRAR_HI.SMPT, offset
+ *           (BASE_HI:DRAR_LO) within the page; else BASE_HI:DRAR_LO in GDDR.
+ *           DRAR_HI.SIZE descriptors (descriptor.ts); descriptor i at ring + 16·i,
  *           fetched through the card address space every time (no cached translation).
- *   NOP     (type 0) consumes its slot.
- *   MEMCPY  (type 1) qw0[39:0] → qw1[39:0], qw0[59:46]·64 bytes, as one copy per
- *           contiguous segment; GDDR and host memory in any mix (host → host too,
- *           although the Linux driver says the silicon cannot).
- *   STATUS  (type 2) the 8 bytes of qw0 → qw1[39:0]; qw1 bit 59: interrupt (source
- *           8+ch) once the descriptor is counted complete, unless DCAR masks it
- *           (IM1 for a host-owned channel, IM0 for a card-owned one; owner = DCR bit 2·ch).
- *   GENERAL (type 3, MPSS) qw0[31:0] → qw1[39:0], 4 bytes.
+ *   NOP     consumes its slot.
+ *   MEMCPY  SRC → DST, LEN·64 bytes, as one copy per contiguous segment; GDDR and
+ *           host memory in any mix (host → host too, although the Linux driver
+ *           says the silicon cannot).
+ *   STATUS  DATA (8 bytes) → DST; INTR: interrupt (source 8+ch) once the descriptor
+ *           is counted complete, unless DCAR masks it (IM1 for a host-owned channel,
+ *           IM0 for a card-owned one; DCR's owner bit).
+ *   GENERAL (MPSS) DATA (4 bytes) → DST.
  *   4-15    error.
  *
- * After a descriptor's memory effects: tail = (tail + 1) mod N, DTPR = DSTAT[16:0] = tail.
+ * After a descriptor's memory effects: tail = (tail + 1) mod N, DTPR = DSTAT.COUNT = tail.
  *
  * Errors (DCHERR bits in regs.ts) stop the channel at the failing
- * descriptor (the count does not move past it), set DSTAT bit 29, raise the
- * SBOX error source 30 unless DCHERRMSK masks every new bit, and are traced.
- * Nothing the guest writes makes a register access throw. Other channels
- * keep running. The channel stays stopped until a card reset (reset()) or
- * until software clears every DCHERR bit (W1C), which clears DSTAT bit 29
- * and retries the failing descriptor.
+ * descriptor (the count does not move past it), set DSTAT.QUIESCE, raise
+ * the SBOX error source 30 unless DCHERRMSK masks every new bit, and are
+ * logged as warnings (and traced). Nothing the guest writes makes a
+ * register access throw. Other channels keep running. The channel stays
+ * stopped until a card reset or until software clears every DCHERR bit
+ * (W1C), which clears QUIESCE and retries the failing descriptor.
  *
  * Scheduling: work runs in slices from env.schedule (at most SLICE_BYTES
  * copied or SLICE_DESCS descriptors each, round-robin over the channels,
@@ -40,34 +40,24 @@
  * channel's pending work synchronously, so a guest busy-polling DSTAT
  * (dma_sync_wait(), mic_dma_tx_status()) always sees progress.
  */
+import { decodeFields, type Field } from '../../../src/regs/define.ts';
 import type { RegisterFile } from '../../../src/regs/file.ts';
-import type { Tracer } from '../../../src/trace/tracer.ts';
+import { type Tracer, warn } from '../../../src/trace/tracer.ts';
 import { CardAddressError, type CardAddressSpace, type Segment, copySegments } from '../memory.ts';
-import { SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
+import { SMPT_PAGE_SHIFT, SMPT_PAGE_SIZE, SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
+import { DMA_CH, DMA_CHANNELS, dcrEnable, dcrOwner } from './regs.ts';
 import {
-  DCAR_IM0,
-  DCAR_IM1,
-  DCHERR_DESC_TYPE,
-  DCHERR_DST_ADDR,
-  DCHERR_INTERNAL,
-  DCHERR_RING_FETCH,
-  DCHERR_RING_INDEX,
-  DCHERR_SRC_ADDR,
+  DESC,
   DESC_GENERAL,
   DESC_MEMCPY,
   DESC_NOP,
+  DESC_SIZE,
   DESC_STATUS,
   DESC_TYPE_NAMES,
-  DMA_BLOCKS,
-  DMA_CHANNELS,
-  DRAR_HI_SIZE_MASK,
-  DRAR_HI_SIZE_SHIFT,
-  DRAR_HI_SMPT_MASK,
-  DRAR_HI_SMPT_SHIFT,
-  DRAR_HI_SYS,
-  DSTAT_COUNT_MASK,
-  DSTAT_QUIESCE,
-} from './regs.ts';
+  GENERAL_DESC,
+  MEMCPY_DESC,
+  STATUS_DESC,
+} from './descriptor.ts';
 
 export interface DmaEnv {
   /** BAR4 (already contains DMA_BLOCKS). */
@@ -77,9 +67,8 @@ export interface DmaEnv {
   raise(source: number): void;
   /** Run later on the event loop (setImmediate in production; a manual queue in tests). */
   schedule(fn: () => void): void;
+  /** Trace events, and warnings (channel errors) even with the trace off. */
   tracer: Tracer;
-  /** Optional operational log: channel errors are reported here even with the trace off. */
-  log?(level: 'warn' | 'error', msg: string): void;
 }
 
 /** Per-slice budget of the scheduled work (all channels together). */
@@ -102,6 +91,16 @@ interface Ref {
   set(v: number): void;
 }
 
+// The fields the engine reads and writes, by name.
+const { IM0, IM1 } = DMA_CH.DCAR.f;
+const { BASE_HI, SIZE, SMPT, SYS } = DMA_CH.DRAR_HI.f;
+const { COUNT, QUIESCE } = DMA_CH.DSTAT.f;
+const { DESC_TYPE, SRC_ADDR, DST_ADDR, RING_FETCH, RING_INDEX, INTERNAL } = DMA_CH.DCHERR.f;
+const TYPE = DESC.f.TYPE;
+const MEMCPY = MEMCPY_DESC.f;
+const STATUS = STATUS_DESC.f;
+const GENERAL = GENERAL_DESC.f;
+
 /** One channel's registers. */
 class Channel {
   readonly dcar: Ref;
@@ -112,9 +111,9 @@ class Channel {
   readonly dstat: Ref;
   readonly dcherr: Ref;
   readonly dcherrmsk: Ref;
-  /** DCR bit masks. */
-  readonly ownerBit: number;
-  readonly enableBit: number;
+  /** This channel's DCR bits. */
+  readonly owner: Field;
+  readonly enable: Field;
 
   constructor(
     readonly n: number,
@@ -128,24 +127,22 @@ class Channel {
     this.dstat = regs.ref(`DSTAT${n}`);
     this.dcherr = regs.ref(`DCHERR${n}`);
     this.dcherrmsk = regs.ref(`DCHERRMSK${n}`);
-    this.ownerBit = 1 << (2 * n);
-    this.enableBit = 2 << (2 * n);
+    this.owner = dcrOwner(n);
+    this.enable = dcrEnable(n);
   }
 
   /** Ring size N in descriptors. */
   size(): number {
-    return (this.drarHi.get() >>> DRAR_HI_SIZE_SHIFT) & DRAR_HI_SIZE_MASK;
+    return SIZE.ex(this.drarHi.get());
   }
 
   /** Card address of descriptor 0. */
   ringBase(): bigint {
     const hi = this.drarHi.get();
-    const lo = BigInt(this.drarLo.get());
-    if (hi & DRAR_HI_SYS) {
-      const entry = BigInt((hi >>> DRAR_HI_SMPT_SHIFT) & DRAR_HI_SMPT_MASK);
-      return SYSTEM_WINDOW_BASE + (entry << 34n) + (BigInt(hi & 0x3) << 32n) + lo;
-    }
-    return (BigInt(hi & 0xf) << 32n) + lo;
+    const addr = (BigInt(BASE_HI.ex(hi)) << 32n) | BigInt(this.drarLo.get());
+    // mic_dma_chan_set_desc_ring(): a system ring is an SMPT entry and an offset in its page.
+    if (SYS.isSet(hi)) return SYSTEM_WINDOW_BASE + (BigInt(SMPT.ex(hi)) << SMPT_PAGE_SHIFT) + (addr & (SMPT_PAGE_SIZE - 1n));
+    return addr;
   }
 }
 
@@ -161,23 +158,14 @@ export interface ChannelState {
 }
 
 const u32 = (b: Uint8Array, o: number): number => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
-const addr40 = (lo: number, hi: number): bigint => (BigInt(hi & 0xff) << 32n) | BigInt(lo);
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
-
-/** Little-endian store of `len` bytes (4 or 8) taken from words w0, w1. */
-function storeWords(to: Segment[], len: number, w0: number, w1: number): void {
-  let si = 0, so = 0;
-  for (let k = 0; k < len; k++) {
-    while (so >= to[si].view.byteLength) { si++; so = 0; }
-    const w = k < 4 ? w0 : w1;
-    to[si].view[so++] = (w >>> ((k & 3) * 8)) & 0xff;
-  }
-}
+/** The little-endian value of `b` (at most 8 bytes). */
+const le = (b: Uint8Array): bigint => b.reduceRight((v, x) => (v << 8n) | BigInt(x), 0n);
 
 /** Thrown inside step() to stop the channel with a DCHERR bit. */
 class ChannelFault {
   constructor(
-    readonly bit: number,
+    readonly err: Field,
     readonly reason: string,
   ) {}
 }
@@ -191,6 +179,9 @@ export class DmaEngine {
   /** Work done by the current run() call. */
   private runBytes = 0;
   private runDescs = 0;
+
+  /** The descriptor being executed, as 32-bit words. */
+  private readonly words = new Uint32Array(DESC_SIZE / 4);
 
   /** Counters for diagnostics and tests. */
   readonly stats = { slices: 0, descriptors: 0, bytes: 0, errors: 0, interrupts: 0 };
@@ -211,7 +202,7 @@ export class DmaEngine {
       regs.hook(`DCHERR${c.n}`, {
         postWrite: (_v, old, now) => {
           if (old !== 0 && now === 0) {
-            c.dstat.set(c.dstat.get() & ~DSTAT_QUIESCE);
+            c.dstat.set(QUIESCE.dp(c.dstat.get(), 0));
             if (this.env.tracer.enabled) this.env.tracer.event('dma-engine', { ch: c.n, action: 'resume', tail: c.dtpr.get() });
             if (this.runnable(c)) this.kick();
           }
@@ -222,15 +213,18 @@ export class DmaEngine {
       postWrite: (_v, old, now) => {
         const enabled = now & ~old;
         for (const c of this.chans) {
-          if (enabled & c.enableBit && this.runnable(c)) this.kick();
+          if (c.enable.isSet(enabled) && this.runnable(c)) this.kick();
         }
       },
     });
   }
 
-  /** Card reset (RGCR): every DMA register back to its reset value; all channels stop. */
+  /**
+   * After a card reset (RGCR) put the DMA registers back (regs.reset('card'):
+   * they are declared cardReset 'clear'): every channel is disabled, so the
+   * engine stops; nothing else of it survives in memory.
+   */
   reset(): void {
-    for (const b of DMA_BLOCKS) for (const r of b.regs) this.env.regs.set(r.name, r.reset);
     if (this.env.tracer.enabled) this.env.tracer.event('dma-engine', { action: 'reset' });
   }
 
@@ -242,8 +236,8 @@ export class DmaEngine {
       tail: c.dtpr.get(),
       size: c.size(),
       ring: c.ringBase(),
-      enabled: (this.dcr.get() & c.enableBit) !== 0,
-      hostOwned: (this.dcr.get() & c.ownerBit) !== 0,
+      enabled: c.enable.isSet(this.dcr.get()),
+      hostOwned: c.owner.isSet(this.dcr.get()),
       error: c.dcherr.get(),
     };
   }
@@ -254,7 +248,7 @@ export class DmaEngine {
   }
 
   private runnable(c: Channel): boolean {
-    return (this.dcr.get() & c.enableBit) !== 0 && c.dcherr.get() === 0 && c.dhpr.get() !== c.dtpr.get();
+    return c.enable.isSet(this.dcr.get()) && c.dcherr.get() === 0 && c.dhpr.get() !== c.dtpr.get();
   }
 
   private kick(): void {
@@ -301,8 +295,8 @@ export class DmaEngine {
         try {
           this.step(c);
         } catch (e) {
-          if (e instanceof ChannelFault) this.fail(c, e.bit, e.reason);
-          else this.fail(c, DCHERR_INTERNAL, `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+          if (e instanceof ChannelFault) this.fail(c, e.err, e.reason);
+          else this.fail(c, INTERNAL, `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         }
       }
     } finally {
@@ -316,36 +310,37 @@ export class DmaEngine {
     const mem = this.env.mem;
     const tail = c.dtpr.get();
     const size = c.size();
-    if (tail >= size) throw new ChannelFault(DCHERR_RING_INDEX, `tail ${tail} is outside the ring of ${size} descriptors`);
-    const at = c.ringBase() + BigInt(tail) * 16n;
+    if (tail >= size) throw new ChannelFault(RING_INDEX, `tail ${tail} is outside the ring of ${size} descriptors`);
+    const at = c.ringBase() + BigInt(tail) * BigInt(DESC_SIZE);
     let d: Uint8Array;
     try {
-      d = mem.view(at, 16, false);
+      d = mem.view(at, DESC_SIZE, false);
     } catch (e) {
-      throw fault(e, DCHERR_RING_FETCH, `descriptor ${tail} at ${hex(at)}`);
+      throw fault(e, RING_FETCH, `descriptor ${tail} at ${hex(at)}`);
     }
-    const w0 = u32(d, 0), w1 = u32(d, 4), w2 = u32(d, 8), w3 = u32(d, 12);
-    const type = w3 >>> 28;
+    const w = this.words;
+    for (let i = 0; i < w.length; i++) w[i] = u32(d, 4 * i);
+    const type = TYPE.ex(w);
     let intr = false;
     switch (type) {
       case DESC_NOP:
         if (t.enabled) t.dma({ op: 'read', ch: c.n, idx: tail, type: 'NOP' });
         break;
       case DESC_MEMCPY: {
-        const src = addr40(w0, w1);
-        const dst = addr40(w2, w3);
-        const len = ((w1 >>> 14) & 0x3fff) * 64;
+        const src = BigInt(MEMCPY.SRC.ex(w));
+        const dst = BigInt(MEMCPY.DST.ex(w));
+        const len = MEMCPY.LEN.ex(w) * 64;
         if (len > 0) {
           let from: Segment[], to: Segment[];
           try {
             from = mem.segments(src, len, false);
           } catch (e) {
-            throw fault(e, DCHERR_SRC_ADDR, `MEMCPY ${tail} source ${hex(src)}+${hex(len)}`);
+            throw fault(e, SRC_ADDR, `MEMCPY ${tail} source ${hex(src)}+${hex(len)}`);
           }
           try {
             to = mem.segments(dst, len, true);
           } catch (e) {
-            throw fault(e, DCHERR_DST_ADDR, `MEMCPY ${tail} destination ${hex(dst)}+${hex(len)}`);
+            throw fault(e, DST_ADDR, `MEMCPY ${tail} destination ${hex(dst)}+${hex(len)}`);
           }
           copySegments(to, from);
         }
@@ -356,29 +351,29 @@ export class DmaEngine {
       }
       case DESC_STATUS:
       case DESC_GENERAL: {
-        const dst = addr40(w2, w3);
-        const len = type === DESC_STATUS ? 8 : 4;
+        const f = type === DESC_STATUS ? STATUS : GENERAL;
+        const dst = BigInt(f.DST.ex(w));
+        const data = f.DATA.bytes(d);
         let to: Segment[];
         try {
-          to = mem.segments(dst, len, true);
+          to = mem.segments(dst, data.length, true);
         } catch (e) {
-          throw fault(e, DCHERR_DST_ADDR, `${DESC_TYPE_NAMES[type]} ${tail} destination ${hex(dst)}`);
+          throw fault(e, DST_ADDR, `${DESC_TYPE_NAMES[type]} ${tail} destination ${hex(dst)}`);
         }
-        storeWords(to, len, w0, w1);
-        intr = type === DESC_STATUS && ((w3 >>> 27) & 1) === 1;
+        intr = type === DESC_STATUS && STATUS.INTR.ex(w) === 1;
         if (t.enabled) {
-          const val = type === DESC_STATUS ? (BigInt(w1) << 32n) | BigInt(w0) : BigInt(w0);
-          t.dma({ op: 'write', ch: c.n, idx: tail, type: DESC_TYPE_NAMES[type], dst: hex(dst), len, val: hex(val), ...(intr ? { intr: true } : {}) });
+          t.dma({ op: 'write', ch: c.n, idx: tail, type: DESC_TYPE_NAMES[type], dst: hex(dst), len: data.length, val: hex(le(data)), ...(intr ? { intr: true } : {}) });
         }
+        copySegments(to, [{ addr: at, view: data }]);
         break;
       }
       default:
-        throw new ChannelFault(DCHERR_DESC_TYPE, `descriptor ${tail} at ${hex(at)} has type ${type} (${DESC_TYPE_NAMES[type]}); qw1 = ${hex((BigInt(w3) << 32n) | BigInt(w2))}`);
+        throw new ChannelFault(DESC_TYPE, `descriptor ${tail} at ${hex(at)} has type ${type} (${DESC_TYPE_NAMES[type]}); qw1 = ${hex((BigInt(w[3]) << 32n) | BigInt(w[2]))}`);
     }
     // The descriptor is complete: count it, then interrupt.
     const next = tail + 1 >= size ? 0 : tail + 1;
     c.dtpr.set(next);
-    c.dstat.set(((c.dstat.get() & ~DSTAT_COUNT_MASK) | next) >>> 0);
+    c.dstat.set(COUNT.dp(c.dstat.get(), next));
     this.runDescs++;
     this.stats.descriptors++;
     if (intr) this.interrupt(c);
@@ -386,9 +381,8 @@ export class DmaEngine {
 
   /** A STATUS descriptor asked for an interrupt. */
   private interrupt(c: Channel): void {
-    const dcr = this.dcr.get();
-    const mask = dcr & c.ownerBit ? DCAR_IM1 : DCAR_IM0;
-    const masked = (c.dcar.get() & mask) !== 0;
+    const mask = c.owner.isSet(this.dcr.get()) ? IM1 : IM0;
+    const masked = mask.isSet(c.dcar.get());
     if (this.env.tracer.enabled) this.env.tracer.event('dma-engine', { ch: c.n, action: masked ? 'interrupt-masked' : 'interrupt', src: dmaSource(c.n) });
     if (masked) return;
     this.stats.interrupts++;
@@ -399,7 +393,7 @@ export class DmaEngine {
   private headWrite(c: Channel, v: number, old: number): number {
     const size = c.size();
     if (v >= size) {
-      this.fail(c, DCHERR_RING_INDEX, `DHPR${c.n} written with ${v}, beyond the ring of ${size} descriptors`);
+      this.fail(c, RING_INDEX, `DHPR${c.n} written with ${v}, beyond the ring of ${size} descriptors`);
       return old;
     }
     if (v === old) {
@@ -411,20 +405,25 @@ export class DmaEngine {
   }
 
   /** Stop a channel with an error. */
-  private fail(c: Channel, bit: number, reason: string): void {
-    const fresh = bit & ~c.dcherr.get();
-    c.dcherr.set(c.dcherr.get() | bit);
-    c.dstat.set((c.dstat.get() | DSTAT_QUIESCE) >>> 0);
+  private fail(c: Channel, err: Field, reason: string): void {
+    const fresh = err.mask & ~c.dcherr.get();
+    const dcherr = (c.dcherr.get() | err.mask) >>> 0;
+    c.dcherr.set(dcherr);
+    c.dstat.set(QUIESCE.dp(c.dstat.get(), 1));
     this.stats.errors++;
     const t = this.env.tracer;
-    if (t.enabled) t.dma({ op: 'error', ch: c.n, idx: c.dtpr.get(), err: bit, dcherr: c.dcherr.get(), reason });
-    this.env.log?.('error', `DMA channel ${c.n} stopped at descriptor ${c.dtpr.get()} (DCHERR 0x${c.dcherr.get().toString(16)}): ${reason}`);
+    const idx = c.dtpr.get();
+    if (t.enabled) t.dma({ op: 'error', ch: c.n, idx, err: err.mask, dcherr, reason });
+    const names = Object.entries(decodeFields(DMA_CH.DCHERR, dcherr)).filter(([, v]) => v).map(([k]) => k);
+    warn(t, err === INTERNAL ? 'internal' : 'dma-error',
+      `DMA channel ${c.n} stopped at descriptor ${idx}: DCHERR${c.n} = ${hex(dcherr)} {${names.join(' ')}}: ${reason}`,
+      { ch: c.n, idx, dcherr, err: err.name });
     if (fresh & ~c.dcherrmsk.get()) this.env.raise(DMA_ERROR_SOURCE);
   }
 }
 
 /** Map a memory failure to a channel fault; anything else is an emulator bug and propagates. */
-function fault(e: unknown, bit: number, what: string): unknown {
-  if (e instanceof CardAddressError) return new ChannelFault(bit, `${what}: ${e.message}`);
+function fault(e: unknown, err: Field, what: string): unknown {
+  if (e instanceof CardAddressError) return new ChannelFault(err, `${what}: ${e.message}`);
   return e;
 }

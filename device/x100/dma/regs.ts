@@ -1,14 +1,15 @@
 /**
- * DMA engine registers (spec dma-engine.md §2–3; drivers/dma/mic_x100_dma.h,
- * MPSS micsboxdefine.h / mic_dma_md.c). Eight channels of 13 registers at
- * SBOX 0xA000 + 0x40·ch (BAR4 0x1A000 + 0x40·ch, MIC_DMA_SBOX_CH_BASE) and
- * the global DCR at SBOX 0xA280. Register names carry the channel number
- * (DCAR0 … DCHERRMSK7) so that they are unique in BAR4.
+ * DMA engine registers (drivers/dma/mic_x100_dma.h, mic_x100_dma.c).
+ * Eight channels of 13 registers at SBOX 0xA000 + 0x40·ch (BAR4 0x1A000 +
+ * 0x40·ch, MIC_DMA_SBOX_CH_BASE) and the global DCR at SBOX 0xA280.
+ * Register names carry the channel number (DCAR0 … DCHERRMSK7) so that they
+ * are unique in BAR4; code reads any channel's fields through DMA_CH.
  *
  * All channel state lives in these registers: the engine (engine.ts) keeps
  * DHPR/DTPR/DSTAT/DCHERR current through refs, so a read always shows it.
+ * A card reset (RGCR) clears every DMA register.
  */
-import { type BlockDef, type FieldDef, bit, block, field, reg } from '../../../src/regs/define.ts';
+import { type Field, bit, block, blockArray, field, fieldOf, masksOf, reg } from '../../../src/regs/define.ts';
 import { SBOX_BASE } from '../pci/identity.ts';
 
 export const DMA_CHANNELS = 8; // MIC_DMA_MAX_NUM_CHAN
@@ -17,122 +18,106 @@ export const DMA_CH_BASE = SBOX_BASE + 0xa000;
 export const DMA_CH_STRIDE = 0x40; // MIC_DMA_SBOX_CHAN_OFF
 /** BAR4 offset of DCR (MIC_DMA_SBOX_BASE + MIC_DMA_SBOX_DCR). */
 export const DCR_OFFSET = SBOX_BASE + 0xa280;
-/** DCR after reset: channels 0-3 owned by the host, every channel disabled. */
-export const DCR_RESET = 0x00000055;
-
-/** Register offsets within a channel block (MIC_DMA_REG_*, MPSS SBOX_*_0). */
-export const DCAR = 0x00;
-export const DHPR = 0x04;
-export const DTPR = 0x08;
-export const DAUX_LO = 0x0c;
-export const DAUX_HI = 0x10;
-export const DRAR_LO = 0x14;
-export const DRAR_HI = 0x18;
-export const DITR = 0x1c;
-export const DSTAT = 0x20;
-export const DSTATWB_LO = 0x24;
-export const DSTATWB_HI = 0x28;
-export const DCHERR = 0x2c;
-export const DCHERRMSK = 0x30;
-
-/** BAR4 offset of register `r` of channel `ch`. */
-export const dmaReg = (ch: number, r: number): number => DMA_CH_BASE + DMA_CH_STRIDE * ch + r;
-
-/** DCAR bits (MIC_DMA_SBOX_DCAR_IM0/IM1; MPSS SBOX_DCAR_IS0). */
-export const DCAR_IM0 = 1 << 24;
-export const DCAR_IM1 = 1 << 25;
-export const DCAR_IS0 = 1 << 26;
-
-/** DRAR_HI bits (mic_dma_chan_set_desc_ring()). */
-export const DRAR_HI_SYS = 1 << 26; // MIC_DMA_SBOX_DRARHI_SYS_MASK
-export const DRAR_HI_SIZE_SHIFT = 4;
-export const DRAR_HI_SIZE_MASK = 0x1ffff;
-export const DRAR_HI_SMPT_SHIFT = 21;
-export const DRAR_HI_SMPT_MASK = 0x1f;
-
-/** DSTAT bits. */
-export const DSTAT_COUNT_MASK = 0x1ffff; // MIC_DMA_HW_CMP_CNT_MASK
-export const DSTAT_QUIESCE = 0x20000000; // MIC_DMA_CHAN_QUIESCE
 
 /**
- * DCHERR / DCHERRMSK bit layout. The silicon layout is unknown
- * (dma-engine.md §11.4); this one is the emulator's own. Any bit set stops
- * the channel at the failing descriptor and sets DSTAT bit 29; a DCHERR bit
- * whose DCHERRMSK bit is clear also raises the SBOX error source (30).
+ * DCHERR / DCHERRMSK bits. The silicon layout is not public; this one is
+ * the emulator's own (Linux only tests DCHERR != 0, mic_dma_check_chan()).
+ * Any bit set stops the channel at the failing descriptor and sets DSTAT
+ * QUIESCE; a DCHERR bit whose DCHERRMSK bit is clear also raises the SBOX
+ * error source (30).
  */
-export const DCHERR_DESC_TYPE = 1 << 0;
-export const DCHERR_SRC_ADDR = 1 << 1;
-export const DCHERR_DST_ADDR = 1 << 2;
-export const DCHERR_RING_FETCH = 1 << 3;
-export const DCHERR_RING_INDEX = 1 << 4;
-export const DCHERR_INTERNAL = 1 << 5;
-
-export const DCHERR_FIELDS: readonly FieldDef[] = [
+export const DCHERR_FIELDS = [
   bit('DESC_TYPE', 0, 'descriptor type is not NOP, MEMCPY, STATUS or GENERAL (4-15)'),
   bit('SRC_ADDR', 1, 'memcpy source outside GDDR and the system window, or not backed by mapped guest RAM'),
   bit('DST_ADDR', 2, 'destination outside GDDR and the system window, not backed by mapped guest RAM, or read-only'),
   bit('RING_FETCH', 3, 'the descriptor at ring + 16·tail could not be read'),
   bit('RING_INDEX', 4, 'DHPR written with a value >= the ring size, or the tail is beyond a reprogrammed ring'),
-  bit('INTERNAL', 5, 'emulator fault while executing a descriptor (a bug: see the trace)'),
+  bit('INTERNAL', 5, 'emulator fault while executing a descriptor (a bug: see the warning)'),
 ];
 
-/** Descriptor types (qw1 bits 63:60). */
-export const DESC_NOP = 0;
-export const DESC_MEMCPY = 1; // MIC_DMA_MEMCPY
-export const DESC_STATUS = 2; // MIC_DMA_STATUS
-export const DESC_GENERAL = 3; // (MPSS) 32-bit write
-export const DESC_TYPE_NAMES: readonly string[] = [
-  'NOP', 'MEMCPY', 'STATUS', 'GENERAL', 'KEYNONCECNT', 'KEY',
-  'TYPE6', 'TYPE7', 'TYPE8', 'TYPE9', 'TYPE10', 'TYPE11', 'TYPE12', 'TYPE13', 'TYPE14', 'TYPE15',
-];
+/** One channel's registers (MIC_DMA_REG_*; MPSS SBOX_*_0), offsets within the channel block. */
+export const DMA_CH = {
+  DCAR: reg('DCAR', 0x00, 'RW', 0, 'channel attributes: interrupt masks and status', [
+    bit('IM0', 24, 'interrupt mask, card-owned channel (MIC_DMA_SBOX_DCAR_IM0)'),
+    bit('IM1', 25, 'interrupt mask, host-owned channel (MIC_DMA_SBOX_DCAR_IM1)'),
+    bit('IS0', 26, '(MPSS) interrupt status; never set by the emulator, never read by Linux'),
+  ]),
+  DHPR: reg('DHPR', 0x04, 'RW', 0, 'head: software has written descriptors up to head − 1', [
+    field('HEAD', 0, 17, 'ring index of the next descriptor software will write'),
+  ]),
+  DTPR: reg('DTPR', 0x08, 'RO', 0, 'tail: ring index of the next descriptor the engine executes', [
+    field('TAIL', 0, 17, 'ring index'),
+  ]),
+  DAUX_LO: reg('DAUX_LO', 0x0c, 'RW', 0, '(MPSS) auxiliary, low; storage only'),
+  DAUX_HI: reg('DAUX_HI', 0x10, 'RW', 0, '(MPSS) auxiliary, high; storage only'),
+  DRAR_LO: reg('DRAR_LO', 0x14, 'RW', 0, 'descriptor ring address bits 31:0', [
+    field('BASE_LO', 0, 32, 'ring address bits 31:0'),
+  ]),
+  // mic_dma_chan_set_desc_ring()
+  DRAR_HI: reg('DRAR_HI', 0x18, 'RW', 0, 'descriptor ring: high address bits, size, SMPT entry, system-memory flag', [
+    field('BASE_HI', 0, 4, 'ring address bits 35:32 (GDDR ring); with SYS, bits 33:32 of the offset in the SMPT page'),
+    field('SIZE', 4, 17, 'number of descriptors in the ring'),
+    field('SMPT', 21, 5, 'SMPT entry of a system-memory ring'),
+    bit('SYS', 26, 'ring is in system (host) memory, reached through the SMPT (MIC_DMA_SBOX_DRARHI_SYS_MASK)'),
+  ]),
+  DITR: reg('DITR', 0x1c, 'RW', 0, '(MPSS) interrupt timer; storage only'),
+  DSTAT: reg('DSTAT', 0x20, 'RO', 0, 'status: completion count and engine state', [
+    field('COUNT', 0, 17, 'completion count: ring index one past the last completed descriptor (= DTPR; MIC_DMA_HW_CMP_CNT_MASK)'),
+    field('STATUS', 28, 4, 'engine status (0: running normally)'),
+    bit('QUIESCE', 29, 'channel stopped by an error, see DCHERR (MIC_DMA_CHAN_QUIESCE)'),
+  ]),
+  DSTATWB_LO: reg('DSTATWB_LO', 0x24, 'RW', 0, '(MPSS) status write-back address, low; storage only'),
+  DSTATWB_HI: reg('DSTATWB_HI', 0x28, 'RW', 0, '(MPSS) status write-back address, high; storage only'),
+  DCHERR: reg('DCHERR', 0x2c, 'W1C', 0, 'channel error (emulator-defined bits); clearing every bit resumes the channel', DCHERR_FIELDS),
+  DCHERRMSK: reg('DCHERRMSK', 0x30, 'RW', 0, 'channel error mask: a set bit keeps that error from raising the SBOX error source', DCHERR_FIELDS),
+} as const;
 
-/** One channel's block. */
-function channelBlock(ch: number): BlockDef {
-  const n = String(ch);
-  return block(`dma${n}`, DMA_CH_BASE + DMA_CH_STRIDE * ch, `DMA channel ${n}`, [
-    reg(`DCAR${n}`, DCAR, 'RW', 0, 'channel attributes: interrupt masks and status', [
-      bit('IM0', 24, 'interrupt mask, card-owned channel (APIC delivery)'),
-      bit('IM1', 25, 'interrupt mask, host-owned channel (MSI-X delivery)'),
-      bit('IS0', 26, '(MPSS) interrupt status; never set by the emulator, never read by Linux'),
-    ]),
-    reg(`DHPR${n}`, DHPR, 'RW', 0, 'head: software has written descriptors up to head − 1', [
-      field('HEAD', 0, 17, 'ring index of the next descriptor software will write'),
-    ]),
-    reg(`DTPR${n}`, DTPR, 'RO', 0, 'tail: ring index of the next descriptor the engine executes', [
-      field('TAIL', 0, 17, 'ring index'),
-    ]),
-    reg(`DAUX_LO${n}`, DAUX_LO, 'RW', 0, '(MPSS) auxiliary, low; storage only'),
-    reg(`DAUX_HI${n}`, DAUX_HI, 'RW', 0, '(MPSS) auxiliary, high; storage only'),
-    reg(`DRAR_LO${n}`, DRAR_LO, 'RW', 0, 'descriptor ring address bits 31:0', [
-      field('BASE_LO', 0, 32, 'ring address bits 31:0'),
-    ]),
-    reg(`DRAR_HI${n}`, DRAR_HI, 'RW', 0, 'descriptor ring: high address bits, size, SMPT entry, system-memory flag', [
-      field('BASE_HI', 0, 4, 'ring address bits 35:32 (GDDR ring); only bits 33:32 (bits 1:0) with SYS'),
-      field('SIZE', 4, 17, 'number of descriptors in the ring'),
-      field('SMPT', 21, 5, 'SMPT entry of a system-memory ring'),
-      bit('SYS', 26, 'ring is in system (host) memory, reached through the SMPT'),
-    ]),
-    reg(`DITR${n}`, DITR, 'RW', 0, '(MPSS) interrupt timer; storage only'),
-    reg(`DSTAT${n}`, DSTAT, 'RO', 0, 'status: completion count and engine state', [
-      field('COUNT', 0, 17, 'completion count: ring index one past the last completed descriptor (= DTPR)'),
-      field('STATUS', 28, 4, 'engine status (0: running normally)'),
-      bit('QUIESCE', 29, 'channel stopped by an error (see DCHERR)'),
-    ]),
-    reg(`DSTATWB_LO${n}`, DSTATWB_LO, 'RW', 0, '(MPSS) status write-back address, low; storage only'),
-    reg(`DSTATWB_HI${n}`, DSTATWB_HI, 'RW', 0, '(MPSS) status write-back address, high; storage only'),
-    reg(`DCHERR${n}`, DCHERR, 'W1C', 0, 'channel error (emulator-defined bits); clearing every bit resumes the channel', DCHERR_FIELDS),
-    reg(`DCHERRMSK${n}`, DCHERRMSK, 'RW', 0, 'channel error mask: a set bit keeps that error from raising the SBOX error source', DCHERR_FIELDS),
-  ]);
-}
+/** Register offsets within a channel block, as the driver names them (MIC_DMA_REG_*). */
+export const { DCAR, DHPR, DTPR, DAUX_LO, DAUX_HI, DRAR_LO, DRAR_HI, DITR, DSTAT, DSTATWB_LO, DSTATWB_HI, DCHERR, DCHERRMSK } =
+  Object.fromEntries(Object.entries(DMA_CH).map(([k, r]) => [k, r.offset])) as { readonly [K in keyof typeof DMA_CH]: number };
 
-const DCR_FIELDS: FieldDef[] = Array.from({ length: DMA_CHANNELS }, (_, ch) => [
-  bit(`OWNER${ch}`, 2 * ch, `channel ${ch} owner (1 = host, 0 = card)`),
-  bit(`EN${ch}`, 2 * ch + 1, `channel ${ch} enable`),
-]).flat();
+/** BAR4 offset of register `r` of channel `ch`. */
+export const dmaReg = (ch: number, r: number): number => DMA_CH_BASE + DMA_CH_STRIDE * ch + r;
 
-export const DCR_BLOCK = block('dma-dcr', DCR_OFFSET, 'DMA configuration', [
-  reg('DCR', 0x0, 'RW', DCR_RESET, 'DMA configuration: per channel, bit 2·ch owner and bit 2·ch+1 enable', DCR_FIELDS),
-]);
+/**
+ * The driver's own names for single bits, for code that mirrors the driver
+ * (the test doubles); derived from the fields above.
+ */
+export const { IM0: DCAR_IM0, IM1: DCAR_IM1 } = masksOf(DMA_CH.DCAR); // MIC_DMA_SBOX_DCAR_IM0/IM1
+export const { SYS: DRAR_HI_SYS } = masksOf(DMA_CH.DRAR_HI); // MIC_DMA_SBOX_DRARHI_SYS_MASK
+export const { COUNT: DSTAT_COUNT_MASK, QUIESCE: DSTAT_QUIESCE } = masksOf(DMA_CH.DSTAT); // MIC_DMA_HW_CMP_CNT_MASK, MIC_DMA_CHAN_QUIESCE
+export const {
+  DESC_TYPE: DCHERR_DESC_TYPE,
+  SRC_ADDR: DCHERR_SRC_ADDR,
+  DST_ADDR: DCHERR_DST_ADDR,
+  RING_FETCH: DCHERR_RING_FETCH,
+  RING_INDEX: DCHERR_RING_INDEX,
+  INTERNAL: DCHERR_INTERNAL,
+} = masksOf(DMA_CH.DCHERR);
+
+/**
+ * DCR: per channel, bit 2·ch owner and bit 2·ch+1 enable, as
+ * mic_dma_chan_set_owner() and mic_dma_enable_chan() write them (the
+ * comment in mic_x100_dma.h has the two the other way round).
+ */
+export const DCR = reg('DCR', 0x0, 'RW', 0x55, 'DMA configuration: per channel an owner and an enable bit',
+  Array.from({ length: DMA_CHANNELS }, (_, ch) => [
+    bit(`OWNER${ch}` as `OWNER${number}`, 2 * ch, `channel ${ch} owner (1 = host, 0 = card)`),
+    bit(`EN${ch}` as `EN${number}`, 2 * ch + 1, `channel ${ch} enable`),
+  ]).flat());
+
+/** DCR's owner bit of channel `ch` (throws for a channel that does not exist). */
+export const dcrOwner = (ch: number): Field => fieldOf(DCR, `OWNER${ch}`);
+/** DCR's enable bit of channel `ch`. */
+export const dcrEnable = (ch: number): Field => fieldOf(DCR, `EN${ch}`);
+
+/** DCR after reset: channels 0-3 owned by the host, every channel disabled. */
+export const DCR_RESET = DCR.reset;
+
+export const DCR_BLOCK = block('dma-dcr', DCR_OFFSET, 'DMA configuration', [DCR], { cardReset: 'clear' });
 
 /** Every DMA block of BAR4: channels 0-7, then DCR. */
-export const DMA_BLOCKS: BlockDef[] = [...Array.from({ length: DMA_CHANNELS }, (_, ch) => channelBlock(ch)), DCR_BLOCK];
+export const DMA_BLOCKS = [
+  ...blockArray('dma', DMA_CHANNELS, DMA_CH_BASE, DMA_CH_STRIDE, (ch) => `DMA channel ${ch}`, Object.values(DMA_CH), { cardReset: 'clear' }),
+  DCR_BLOCK,
+];

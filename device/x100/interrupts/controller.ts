@@ -1,6 +1,6 @@
 /**
- * The card → host interrupt path (spec card-hardware.md §6.3) and the
- * host → card doorbells (§6.4).
+ * The card → host interrupt path (mic_x100_intr_init[] in host/mic_x100.h, mic_x100_ack_interrupt()
+ * in host/mic_x100.c) and the host → card doorbells.
  *
  * Raising source k: set SICR0 bit k; if SICE0 bit k is set, then with
  * MSI-X send one message to every entry i whose MXARi has bit k, and clear
@@ -11,7 +11,7 @@
 import type { RegisterFile } from '../../../src/regs/file.ts';
 import type { InterruptDelivery } from '../../../src/irq/delivery.ts';
 import type { Tracer } from '../../../src/trace/tracer.ts';
-import { APICICR_SEND, SDBIC_DBREQ, SRC_MASK } from './regs.ts';
+import { APICICR_LO, SDBIC, SOURCE_BITS } from './regs.ts';
 import { Doorbells } from './doorbells.ts';
 
 /** A readable name for source bit k. */
@@ -54,7 +54,7 @@ export class InterruptController {
     for (let n = 0; n < 8; n++) {
       regs.hook(`APICICR${n}_LO`, {
         postWrite: (v) => {
-          if (v & APICICR_SEND) this.doorbells.ring(n, v);
+          if (APICICR_LO.f.SEND.isSet(v)) this.doorbells.ring(n, v);
         },
       });
       regs.hook(`RDMASR${n}`, { postWrite: () => this.doorbells.ring(8 + n) });
@@ -63,7 +63,7 @@ export class InterruptController {
     for (let n = 0; n < 4; n++) {
       regs.hook(`SDBIC${n}`, {
         postWrite: (v) => {
-          if (v & SDBIC_DBREQ) this.raise(n);
+          if (SDBIC.f.DBREQ.isSet(v)) this.raise(n);
         },
       });
     }
@@ -72,7 +72,7 @@ export class InterruptController {
   /** The card raises source `k` (0-3 doorbells, 8-15 DMA channels, 30 error). */
   raise(k: number): void {
     const bitk = (1 << k) >>> 0;
-    if (!(bitk & SRC_MASK)) return;
+    if (!(bitk & SOURCE_BITS)) return;
     this.sicr0.set(this.sicr0.get() | bitk);
     if (this.sice0.get() & bitk) this.send(k);
     else this.updateIntx();
@@ -92,13 +92,13 @@ export class InterruptController {
 
   /** Sources that became enabled while pending are delivered now. */
   private deliverNewlyEnabled(old: number, now: number): void {
-    const fresh = now & ~old & this.sicr0.get() & SRC_MASK;
+    const fresh = now & ~old & this.sicr0.get() & SOURCE_BITS;
     for (let k = 0; fresh >>> k; k++) if ((fresh >>> k) & 1) this.send(k);
     this.updateIntx();
   }
 
   /** INTx follows (SICR0 & SICE0) when MSI-X is off. */
   updateIntx(): void {
-    this.irq.setIntxLevel(this.irq.mode() === 'intx' && (this.sicr0.get() & this.sice0.get() & SRC_MASK) !== 0);
+    this.irq.setIntxLevel(this.irq.mode() === 'intx' && (this.sicr0.get() & this.sice0.get() & SOURCE_BITS) !== 0);
   }
 }

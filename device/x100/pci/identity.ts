@@ -1,6 +1,6 @@
 /**
  * PCI identity and BAR layout of the x100 card, as the host drivers see it
- * (spec card-hardware.md §1–2; drivers/misc/mic/host/mic_main.c, mic_x100.h).
+ * (drivers/misc/mic/host/mic_main.c, mic_x100.h).
  */
 import type { BarFlags, PciIdentity } from '../../../src/binding/types.ts';
 

@@ -3,7 +3,7 @@
  * are never cached: every access reads the live register.
  */
 import type { RegisterFile } from '../../../src/regs/file.ts';
-import { SMPT_ENTRIES, SMPT_PAGE_SHIFT, SMPT_PAGE_SIZE, SYSTEM_WINDOW_BASE, SYSTEM_WINDOW_END } from './regs.ts';
+import { SMPT, SMPT_ENTRIES, SMPT_PAGE_SHIFT, SMPT_PAGE_SIZE, SYSTEM_WINDOW_BASE, SYSTEM_WINDOW_END } from './regs.ts';
 
 export class Smpt {
   private readonly entries: { get(): number }[];
@@ -30,7 +30,7 @@ export class Smpt {
   /** Host bus address for a window address (inverse of mic_to_dma_addr()). */
   translate(cardAddr: bigint): bigint {
     const i = Smpt.entryOf(cardAddr);
-    const hostPage = BigInt(this.entries[i].get() >>> 2);
+    const hostPage = BigInt(SMPT.f.HOST_PAGE.ex(this.entries[i].get()));
     return (hostPage << SMPT_PAGE_SHIFT) + ((cardAddr - SYSTEM_WINDOW_BASE) & (SMPT_PAGE_SIZE - 1n));
   }
 }

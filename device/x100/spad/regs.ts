@@ -1,21 +1,22 @@
 /**
  * Scratchpads SPAD0..SPAD15 (MPSS: SCRATCH0..15): plain 32-bit storage
- * shared by host and card, at SBOX 0xAB20 + 4·n (mic_x100_read_spad()).
- * Spec card-hardware.md §5.
+ * shared by host and card, at SBOX 0xAB20 + 4·n (mic_x100_read_spad() in
+ * host/mic_x100.c). A card reset leaves them alone.
  */
 import { bit, block, field, reg } from '../../../src/regs/define.ts';
 import { SBOX_BASE } from '../pci/identity.ts';
 
-/** SPAD2 fields (MIC_X100_SPAD2_*). */
-export const SPAD2_READY = bit('READY', 0, 'card is ready for an OS download (MIC_X100_SPAD2_DOWNLOAD_STATUS)');
-export const SPAD2_APIC_ID = field('APIC_ID', 1, 9, 'bootstrap-processor APIC id (MIC_X100_SPAD2_APIC_ID)');
-export const SPAD2_DOWNLOAD_ADDR = field('DOWNLOAD_ADDR', 12, 20, 'download address in GDDR >> 12 (MIC_X100_SPAD2_DOWNLOAD_ADDR)');
+/** MIC_X100_DOWNLOAD_INFO: what the bootstrap tells the host (MIC_X100_SPAD2_* in host/mic_x100.h). */
+export const SPAD2 = reg('SPAD2', 0x08, 'RW', 0x04000001, 'MIC_X100_DOWNLOAD_INFO: card bootstrap → host; host writes 0 before a reset', [
+  bit('READY', 0, 'card is ready for an OS download (MIC_X100_SPAD2_DOWNLOAD_STATUS)'),
+  field('APIC_ID', 1, 9, 'bootstrap-processor APIC id (MIC_X100_SPAD2_APIC_ID)'),
+  field('DOWNLOAD_ADDR', 12, 20, 'download address in GDDR >> 12 (MIC_X100_SPAD2_DOWNLOAD_ADDR)'),
+]);
 
 export const SPAD_BLOCK = block('spad', SBOX_BASE + 0xab20, 'scratchpads', [
   reg('SPAD0', 0x00, 'RW', 0, 'scratchpad 0 (MPSS: memory size; unused by Linux)'),
   reg('SPAD1', 0x04, 'RW', 0, 'scratchpad 1 (unused)'),
-  reg('SPAD2', 0x08, 'RW', 0x04000001, 'MIC_X100_DOWNLOAD_INFO: card bootstrap → host; host writes 0 before a reset',
-    [SPAD2_READY, SPAD2_APIC_ID, SPAD2_DOWNLOAD_ADDR]),
+  SPAD2,
   reg('SPAD3', 0x0c, 'RW', 0, 'scratchpad 3 (unused)'),
   reg('SPAD4', 0x10, 'RW', 0, 'scratchpad 4 (unused)'),
   reg('SPAD5', 0x14, 'RW', 0, 'MIC_X100_FW_SIZE: host → card, byte size of the image just downloaded'),
