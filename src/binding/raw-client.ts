@@ -1,0 +1,200 @@
+/**
+ * Test helpers for bindings: the device options and callbacks the binding
+ * tests share, and just enough of a vfio-user client (VERSION, region
+ * access, DMA map/unmap without an fd, device reset) to speak to a native
+ * context over its socket, as QEMU's hw/vfio-user does.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+
+import type { ContextCallbacks, ContextOptions } from './types.ts';
+
+const MIB = 1024 * 1024;
+
+/** A Xeon Phi-like function: memfd BAR0, trapped BAR4, MSI-X in BAR2 (not listed), PCIe, INTx. */
+export function testOptions(socketPath: string): ContextOptions {
+  return {
+    socketPath,
+    pci: {
+      vendorId: 0x8086,
+      deviceId: 0x2250,
+      subsystemVendorId: 0x8086,
+      subsystemId: 0x2500,
+      revision: 0x11,
+      classCode: 0x0b4000,
+      interruptPin: 1,
+    },
+    regions: [
+      { kind: 'memfd', index: 0, size: MIB, name: 'vphi-test-bar0' },
+      { kind: 'trapped', index: 4, size: 128 * 1024 },
+    ],
+    barFlags: [
+      { index: 0, is64: true, prefetchable: true },
+      { index: 4, is64: true, prefetchable: false },
+    ],
+    // BAR2 is not listed: the binding declares it (trapped, 8 KiB).
+    msix: { vectors: 16, bar: 2 },
+    pcie: true,
+    intx: true,
+  };
+}
+
+export function quietCallbacks(overrides: Partial<ContextCallbacks> = {}): ContextCallbacks {
+  return {
+    onAccess() {},
+    onDmaMap() {},
+    onDmaUnmap() {},
+    onReset() {},
+    onIrqState() {},
+    onConnection() {},
+    onLog() {},
+    onRefused() {},
+    ...overrides,
+  };
+}
+
+/** Polls `cond` (for state changed by callbacks that have no promise of their own). */
+export async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms: ${cond}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+export interface Reply {
+  error: number;
+  body: Buffer;
+  data: Buffer;
+}
+
+/**
+ * Just enough of a vfio-user client to speak to the server directly. It runs
+ * in a child process: the server reads the VERSION message with a blocking
+ * recv() right after accept, so a client on the server's own event loop
+ * could not send it in time.
+ */
+const RAW_CLIENT = `
+const net = require('net');
+let s;
+let buf = Buffer.alloc(0);
+process.on('message', (m) => {
+  if (m.op === 'connect') {
+    // The first message goes out at once, without waiting for the parent.
+    s = net.connect(m.path, () => process.send({ type: 'connected' }));
+    s.write(Buffer.from(m.first, 'base64'));
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 16 && buf.length >= buf.readUInt32LE(4)) {
+        const size = buf.readUInt32LE(4);
+        process.send({ type: 'message', data: buf.subarray(0, size).toString('base64') });
+        buf = buf.subarray(size);
+      }
+    });
+    s.on('close', () => process.send({ type: 'closed' }));
+    s.on('error', () => {});
+  } else if (m.op === 'write') {
+    s.write(Buffer.from(m.data, 'base64'));
+  } else if (m.op === 'end') {
+    s.end();
+  }
+});
+`;
+
+export class RawClient {
+  private waiting: ((m: { type: string; data?: string }) => void)[] = [];
+  private nextId = 1;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (m: { type: string; data?: string }) => this.waiting.shift()?.(m));
+  }
+
+  /** Connects and negotiates (VERSION 0.1); resolves with the version reply. */
+  static async connect(socketPath: string): Promise<{ client: RawClient; version: Reply }> {
+    const child = spawn(process.execPath, ['-e', RAW_CLIENT], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const c = new RawClient(child);
+    const connected = c.next(() => {});
+    const reply = c.reply(c.next(() => {}));
+    child.send({ op: 'connect', path: socketPath, first: c.message(1, Buffer.from([0, 0, 1, 0])).toString('base64') });
+    if ((await connected).type !== 'connected') throw new Error('raw client: cannot connect');
+    return { client: c, version: await reply };
+  }
+
+  private message(cmd: number, body: Buffer): Buffer {
+    const hdr = Buffer.alloc(16);
+    hdr.writeUInt16LE(this.nextId++, 0);
+    hdr.writeUInt16LE(cmd, 2);
+    hdr.writeUInt32LE(16 + body.length, 4);
+    return Buffer.concat([hdr, body]);
+  }
+
+  private async reply(next: Promise<{ type: string; data?: string }>): Promise<Reply> {
+    const m = await next;
+    if (m.type !== 'message') throw new Error(`raw client: ${m.type} instead of a reply`);
+    const msg = Buffer.from(m.data!, 'base64');
+    const error = msg.readUInt32LE(8) & 0x20 ? msg.readUInt32LE(12) : 0;
+    const body = msg.subarray(16);
+    return { error, body, data: body.subarray(16) };
+  }
+
+  private next(send: () => void): Promise<{ type: string; data?: string }> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      send();
+    });
+  }
+
+  request(cmd: number, body: Buffer): Promise<Reply> {
+    const data = this.message(cmd, body).toString('base64');
+    return this.reply(this.next(() => this.child.send({ op: 'write', data })));
+  }
+
+  private access(region: number, offset: number, count: number): Buffer {
+    const a = Buffer.alloc(16);
+    a.writeBigUInt64LE(BigInt(offset), 0);
+    a.writeUInt32LE(region, 8);
+    a.writeUInt32LE(count, 12);
+    return a;
+  }
+
+  regionRead(region: number, offset: number, count: number): Promise<Reply> {
+    return this.request(9, this.access(region, offset, count));
+  }
+
+  regionWrite(region: number, offset: number, data: Buffer): Promise<Reply> {
+    return this.request(10, Buffer.concat([this.access(region, offset, data.length), data]));
+  }
+
+  /** VFIO_USER_DMA_MAP without an fd (struct vfio_user_dma_map: argsz, flags, offset, addr, size). */
+  dmaMap(iova: bigint, size: number, prot = 3): Promise<Reply> {
+    const b = Buffer.alloc(32);
+    b.writeUInt32LE(32, 0);
+    b.writeUInt32LE(prot, 4);
+    b.writeBigUInt64LE(iova, 16);
+    b.writeBigUInt64LE(BigInt(size), 24);
+    return this.request(2, b);
+  }
+
+  /** VFIO_USER_DMA_UNMAP (struct vfio_user_dma_unmap: argsz, flags, addr, size). */
+  dmaUnmap(iova: bigint, size: number): Promise<Reply> {
+    const b = Buffer.alloc(24);
+    b.writeUInt32LE(24, 0);
+    b.writeBigUInt64LE(iova, 8);
+    b.writeBigUInt64LE(BigInt(size), 16);
+    return this.request(3, b);
+  }
+
+  /** VFIO_USER_DEVICE_RESET. */
+  reset(): Promise<Reply> {
+    return this.request(13, Buffer.alloc(0));
+  }
+
+  /** Closes the connection; resolves once the socket is closed. */
+  async end(): Promise<void> {
+    await this.next(() => this.child.send({ op: 'end' }));
+    this.kill();
+  }
+
+  kill(): void {
+    this.child.kill();
+  }
+}
