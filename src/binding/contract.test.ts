@@ -11,7 +11,7 @@ import { afterAll, describe } from 'vitest';
 import { type ContractClient, bindingContract } from './contract.ts';
 import { MockBinding, type MockContext } from './mock.ts';
 import { loadNativeBinding, nativeAvailable, nativeLoadError } from './native.ts';
-import { RawClient, until } from './raw-client.ts';
+import { RawClient, VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_NONE, until } from './raw-client.ts';
 import type { NativeContext } from './types.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vphi-contract-'));
@@ -30,6 +30,7 @@ bindingContract('mock', () => ({
       disconnect: async () => m.disconnect(),
       access: async (index, offset, dataOrCount) => m.access(index, offset, dataOrCount),
       reset: async () => m.reset(),
+      setIrqState: async (type, start, count, masked) => m.setIrqState(type, start, count, masked),
       dmaMap: async (iova, length) => m.dmaMap(iova, null, length),
       dmaUnmap: async (iova, length) => {
         m.dmaUnmap(iova, length);
@@ -81,6 +82,10 @@ if (skip) {
         },
         async reset() {
           check('DEVICE_RESET', await raw().reset());
+        },
+        async setIrqState(type, start, count, masked) {
+          const action = masked ? VFIO_IRQ_SET_ACTION_MASK : VFIO_IRQ_SET_ACTION_UNMASK;
+          check('SET_IRQS', await raw().setIrqs(action | VFIO_IRQ_SET_DATA_NONE, type, start, count));
         },
         async dmaMap(iova, length) {
           check('DMA_MAP', await raw().dmaMap(iova, length));

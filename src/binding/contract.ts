@@ -15,6 +15,7 @@ import {
   type ContextOptions,
   type DmaRegionInfo,
   IRQ_TYPE,
+  type IrqType,
   type NativeContext,
   REGION,
   RESET_TYPE,
@@ -41,6 +42,8 @@ export interface ContractClient {
   access(index: number, offset: number, dataOrCount: Buffer | number): Promise<ClientReply>;
   /** VFIO_USER_DEVICE_RESET. */
   reset(): Promise<void>;
+  /** VFIO_USER_DEVICE_SET_IRQS, ACTION_MASK or _UNMASK with DATA_NONE. */
+  setIrqState(type: IrqType, start: number, count: number, masked: boolean): Promise<void>;
   /** VFIO_USER_DMA_MAP without an fd. */
   dmaMap(iova: bigint, length: number): Promise<void>;
   dmaUnmap(iova: bigint, length: number): Promise<void>;
@@ -381,6 +384,20 @@ export function bindingContract(name: string, subject: () => ContractSubject): v
           expect(ctx.readConfig(msix + 2, 2)).toBe(15);
           expect(ctx.activeIrqType()).toBe(IRQ_TYPE.INTX);
           expect(ctx.attached()).toBe(true);
+        });
+      });
+
+      it('reports mask changes of MSI-X vectors and INTx through onIrqState', async () => {
+        await withContext(async ({ rec, client }) => {
+          await client.connect();
+          await client.setIrqState(IRQ_TYPE.MSIX, 2, 3, true);
+          await client.setIrqState(IRQ_TYPE.MSIX, 3, 1, false);
+          await client.setIrqState(IRQ_TYPE.INTX, 0, 1, true);
+          expect(rec.of('irqState')).toEqual([
+            ['irqState', IRQ_TYPE.MSIX, 2, 3, true],
+            ['irqState', IRQ_TYPE.MSIX, 3, 1, false],
+            ['irqState', IRQ_TYPE.INTX, 0, 1, true],
+          ]);
         });
       });
 

@@ -8,6 +8,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 
 import type { ContextCallbacks, ContextOptions } from './types.ts';
 
+/** include/uapi/linux/vfio.h VFIO_IRQ_SET_* */
+export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+
 const MIB = 1024 * 1024;
 
 /** A Xeon Phi-like function: memfd BAR0, trapped BAR4, MSI-X in BAR2 (not listed), PCIe, INTx. */
@@ -181,6 +186,17 @@ export class RawClient {
     b.writeBigUInt64LE(iova, 8);
     b.writeBigUInt64LE(BigInt(size), 16);
     return this.request(3, b);
+  }
+
+  /** VFIO_USER_DEVICE_SET_IRQS without fds (struct vfio_irq_set: argsz, flags, index, start, count). */
+  setIrqs(flags: number, index: number, start: number, count: number): Promise<Reply> {
+    const b = Buffer.alloc(20);
+    b.writeUInt32LE(20, 0);
+    b.writeUInt32LE(flags, 4);
+    b.writeUInt32LE(index, 8);
+    b.writeUInt32LE(start, 12);
+    b.writeUInt32LE(count, 16);
+    return this.request(8, b);
   }
 
   /** VFIO_USER_DEVICE_RESET. */
