@@ -49,10 +49,15 @@ export interface ContractClient {
   dmaUnmap(iova: bigint, length: number): Promise<void>;
   /** Another client tries to attach; resolves with the errno its VERSION got. */
   second(): Promise<number>;
-  /** VFIO_USER_DEVICE_SET_IRQS with an eventfd at `index` (a client that can pass fds). */
-  giveEventfd?(index: number): Promise<void>;
-  /** VFIO_USER_DMA_MAP with an fd over `memory` (a client that can pass fds). */
-  dmaMapMemory?(iova: bigint, memory: ArrayBuffer): Promise<void>;
+  // A client that passes fds (ContractSubject.passesFds) also has:
+  /** VFIO_USER_DEVICE_SET_IRQS, ACTION_TRIGGER with a new eventfd for `vector` of `type`. */
+  giveEventfd?(type: IrqType, vector: number): Promise<void>;
+  /** How often that eventfd was written since the last call. */
+  eventfdCount?(type: IrqType, vector: number): Promise<number>;
+  /** VFIO_USER_DMA_MAP with an fd over memory of the client's holding `data`. */
+  dmaMapMemory?(iova: bigint, data: Uint8Array): Promise<void>;
+  /** What the client's memory of DMA region `iova` holds at `offset`. */
+  dmaPeek?(iova: bigint, offset: number, len: number): Promise<Buffer>;
   /** Drop whatever the client still holds (after a failed test). */
   kill(): void;
 }
@@ -503,13 +508,17 @@ export function bindingContract(name: string, subject: () => ContractSubject): v
           const msix = capabilities(ctx).get(0x11)!;
           await client.connect();
           expect(ctx.trigger(IRQ_TYPE.INTX, 0)).toBe(false); // INTx active, no eventfd yet
-          await client.giveEventfd!(0);
+          await client.giveEventfd!(IRQ_TYPE.INTX, 0);
           expect(ctx.trigger(IRQ_TYPE.INTX, 0)).toBe(true);
+          expect(await client.eventfdCount!(IRQ_TYPE.INTX, 0)).toBe(1);
           await client.access(REGION.CONFIG, msix + 2, Buffer.from([0, 0x80]));
-          await client.giveEventfd!(5);
+          await client.giveEventfd!(IRQ_TYPE.MSIX, 5);
+          expect(ctx.trigger(IRQ_TYPE.MSIX, 5)).toBe(true);
           expect(ctx.trigger(IRQ_TYPE.MSIX, 5)).toBe(true);
           expect(ctx.trigger(IRQ_TYPE.MSIX, 6)).toBe(false);
-          expect(ctx.trigger(IRQ_TYPE.INTX, 0)).toBe(false);
+          expect(ctx.trigger(IRQ_TYPE.INTX, 0)).toBe(false); // not the active type
+          expect(await client.eventfdCount!(IRQ_TYPE.MSIX, 5)).toBe(2);
+          expect(await client.eventfdCount!(IRQ_TYPE.INTX, 0)).toBe(0);
           await client.disconnect();
           await client.connect();
           await client.access(REGION.CONFIG, msix + 2, Buffer.from([0, 0x80]));
@@ -517,16 +526,18 @@ export function bindingContract(name: string, subject: () => ContractSubject): v
         });
       });
 
-      it('DMA memory is the client\'s, intact at onDmaUnmap and detached after', async () => {
+      it("DMA memory is the client's, intact at onDmaUnmap and detached after", async () => {
         await withContext(async ({ rec, client }) => {
           await client.connect();
-          const ram = new ArrayBuffer(0x10000);
-          new Uint8Array(ram)[5] = 0x5a;
-          await client.dmaMapMemory!(0x10000n, ram);
+          const data = new Uint8Array(0x10000);
+          data[5] = 0x5a;
+          await client.dmaMapMemory!(0x10000n, data);
+          expect(rec.of('map')).toEqual([['map', 0x10000n, 0x10000, 0x10000]]);
           const info = rec.maps[0];
-          expect(info.memory!.byteLength).toBe(0x10000);
-          expect(new Uint8Array(info.memory!)[5]).toBe(0x5a);
           const view = new Uint8Array(info.memory!);
+          expect(view[5]).toBe(0x5a);
+          view.set([1, 2, 3, 4], 0x100); // the card writes guest RAM
+          expect([...(await client.dmaPeek!(0x10000n, 0x100, 4))]).toEqual([1, 2, 3, 4]);
           await client.dmaUnmap(0x10000n, 0x10000);
           expect(rec.of('unmap')).toEqual([['unmap', 0x10000n, 0x10000, 0x10000]]);
           expect(info.memory!.byteLength).toBe(0);
