@@ -95,22 +95,17 @@ Options ParseOptions(Napi::Env env, const Napi::Object& o) {
       throw Napi::RangeError::New(env, "region " + std::to_string(index) +
                                            ": size must be a power of two");
     }
-    if (kind == "trapped") {
-      spec.kind = RegionSpec::Kind::Trapped;
-      if (spec.size < 16) {
-        throw Napi::RangeError::New(env, "region " + std::to_string(index) +
-                                             ": a BAR is at least 16 bytes");
-      }
-    } else if (kind == "memfd") {
-      spec.kind = RegionSpec::Kind::Memfd;
-      spec.name = GetString(r, "name", where);
-      if (spec.size < 4096) {
-        throw Napi::RangeError::New(env, "region " + std::to_string(index) +
-                                             ": a memfd region is at least one page (4096 bytes)");
-      }
-    } else {
+    if (kind != "trapped" && kind != "memfd") {
       throw Napi::TypeError::New(env, "region " + std::to_string(index) + ": unknown kind '" +
                                           kind + "' (trapped or memfd)");
+    }
+    const bool memfd = kind == "memfd";
+    spec.kind = memfd ? RegionSpec::Kind::Memfd : RegionSpec::Kind::Trapped;
+    if (memfd) spec.name = GetString(r, "name", where);
+    if (spec.size < (memfd ? 4096u : 16u)) {
+      throw Napi::RangeError::New(env, "region " + std::to_string(index) +
+                                           (memfd ? ": a memfd region is at least one page (4096 bytes)"
+                                                  : ": a BAR is at least 16 bytes"));
     }
   }
 

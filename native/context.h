@@ -133,6 +133,7 @@ class Context : public Napi::ObjectWrap<Context> {
   void RequestClose();
   void DoClose() noexcept;
   void ReleaseMemory();
+  std::string DetachView(Napi::Reference<Napi::ArrayBuffer>& memory);
   static void CleanupHook(void* arg);
 
   // polls (poll.cc)

@@ -76,16 +76,11 @@ void Context::DmaUnregister(vfu_dma_info_t* info) {
 
   // ...then detach the ArrayBuffer: any view JS still holds now has length 0
   // and can never reach the mapping libvfio-user is about to unmap.
-  if (!it->memory.IsEmpty()) {
-    try {
-      Napi::HandleScope scope(env_);
-      it->memory.Value().Detach();
-    } catch (const std::exception& e) {
-      CallLog(LOG_CRIT, ("vphi: cannot detach the ArrayBuffer of DMA region " +
-                         Range(iova, length) + ": " + e.what())
-                            .c_str());
-    }
-    it->memory.Reset();
+  const std::string error = DetachView(it->memory);
+  if (!error.empty()) {
+    CallLog(LOG_CRIT, ("vphi: cannot detach the ArrayBuffer of DMA region " + Range(iova, length) +
+                       ": " + error)
+                          .c_str());
   }
   dma_.erase(it);
 }
