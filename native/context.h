@@ -133,6 +133,7 @@ class Context : public Napi::ObjectWrap<Context> {
   void RequestClose();
   void DoClose() noexcept;
   void ReleaseMemory();
+  Region& MemfdRegion(const Napi::CallbackInfo& info);
   std::string DetachView(Napi::Reference<Napi::ArrayBuffer>& memory);
   static void CleanupHook(void* arg);
 
