@@ -88,8 +88,9 @@ export class FakeEnv implements DeviceEnv {
     for (let v = 0; v < this.irq.vectors; v++) this.ctx.giveEventfd(v);
   }
 
-  /** Map `size` bytes of guest RAM at bus address `iova`. */
+  /** Map `size` bytes of guest RAM at bus address `iova` (unmapping what the client had mapped there). */
   mapRam(iova: bigint, size: number): Uint8Array {
+    if (this.ctx.dmaRegion(iova)) this.ctx.dmaUnmap(iova);
     const ab = new ArrayBuffer(size);
     this.ctx.dmaMap(iova, ab);
     return new Uint8Array(ab);

@@ -442,6 +442,11 @@ export class MockContext implements NativeContext {
     this.poll();
   }
 
+  /** The DMA region the client has mapped at `iova`, if any. */
+  dmaRegion(iova: bigint): DmaRegionInfo | undefined {
+    return this.dmaRegions.get(iova);
+  }
+
   /** VFIO_USER_DMA_UNMAP; returns 0, or ENOENT when nothing is mapped there. */
   dmaUnmap(iova: bigint, length?: number): number {
     this.client();
