@@ -9,17 +9,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { quietCallbacks, testOptions, until } from './raw-client.ts';
-import {
-  type Binding,
-  type ContextCallbacks,
-  type ContextOptions,
-  type DmaRegionInfo,
-  IRQ_TYPE,
-  type IrqType,
-  type NativeContext,
-  REGION,
-  RESET_TYPE,
-} from './types.ts';
+import { IRQ_TYPE, REGION, RESET_TYPE } from './types.ts';
+import type { Binding, ContextCallbacks, ContextOptions, DmaRegionInfo, IrqType, NativeContext } from './types.ts';
 
 const EBUSY = 16;
 const EIO = 5;

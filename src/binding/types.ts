@@ -86,7 +86,8 @@ export interface ContextOptions {
   /**
    * UNIX socket path. Its directory is created 0700, the socket 0600; a
    * stale socket is replaced, a live one or a non-socket refused; close()
-   * removes it. Unused with listenFd.
+   * removes it. Unused with listenFd. (The mock binds no socket; it only
+   * names it in onRefused.)
    */
   socketPath: string;
   pci: PciIdentity;
