@@ -63,9 +63,17 @@ export class FakeEnv implements DeviceEnv {
     return this.clock.now;
   }
 
+  set now(ms: number) {
+    this.clock.now = ms;
+  }
+
   /** How many times schedule() was called. */
   get scheduled(): number {
     return this.clock.scheduled;
+  }
+
+  set scheduled(n: number) {
+    this.clock.scheduled = n;
   }
 
   regionMemory(index: number): Buffer {
