@@ -58,6 +58,21 @@ Napi::Object GetObject(const Napi::Object& obj, const char* key, const char* whe
   return v.As<Napi::Object>();
 }
 
+// options[key] is an array of objects: fn(object, "options.key[]") for each.
+template <typename F>
+void ForEachObject(Napi::Env env, const Napi::Object& o, const char* key, F&& fn) {
+  const std::string where = std::string("options.") + key;
+  Napi::Value v = Get(o, key, "options");
+  if (!v.IsArray()) throw Napi::TypeError::New(env, where + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  const std::string each = where + "[]";
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value ev = a.Get(i);
+    if (!ev.IsObject()) throw Napi::TypeError::New(env, each + " must be objects");
+    fn(ev.As<Napi::Object>(), each.c_str());
+  }
+}
+
 bool IsPowerOfTwo(size_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 Options ParseOptions(Napi::Env env, const Napi::Object& o) {
@@ -76,14 +91,7 @@ Options ParseOptions(Napi::Env env, const Napi::Object& o) {
   opt.classCode = GetNumber(pci, "classCode", "options.pci", 0, 0xffffff);
   opt.interruptPin = GetNumber(pci, "interruptPin", "options.pci", 0, 4);
 
-  Napi::Value rv = Get(o, "regions", "options");
-  if (!rv.IsArray()) throw Napi::TypeError::New(env, "options.regions must be an array");
-  Napi::Array regions = rv.As<Napi::Array>();
-  for (uint32_t i = 0; i < regions.Length(); i++) {
-    Napi::Value ev = regions.Get(i);
-    if (!ev.IsObject()) throw Napi::TypeError::New(env, "options.regions[] must be objects");
-    Napi::Object r = ev.As<Napi::Object>();
-    const char* where = "options.regions[]";
+  ForEachObject(env, o, "regions", [&](const Napi::Object& r, const char* where) {
     int index = GetNumber(r, "index", where, 0, kMaxRegions - 1);
     if (opt.regions[index].kind != RegionSpec::Kind::None) {
       throw Napi::Error::New(env, "region " + std::to_string(index) + " is declared twice");
@@ -95,37 +103,25 @@ Options ParseOptions(Napi::Env env, const Napi::Object& o) {
       throw Napi::RangeError::New(env, "region " + std::to_string(index) +
                                            ": size must be a power of two");
     }
-    if (kind == "trapped") {
-      spec.kind = RegionSpec::Kind::Trapped;
-      if (spec.size < 16) {
-        throw Napi::RangeError::New(env, "region " + std::to_string(index) +
-                                             ": a BAR is at least 16 bytes");
-      }
-    } else if (kind == "memfd") {
-      spec.kind = RegionSpec::Kind::Memfd;
-      spec.name = GetString(r, "name", where);
-      if (spec.size < 4096) {
-        throw Napi::RangeError::New(env, "region " + std::to_string(index) +
-                                             ": a memfd region is at least one page (4096 bytes)");
-      }
-    } else {
+    if (kind != "trapped" && kind != "memfd") {
       throw Napi::TypeError::New(env, "region " + std::to_string(index) + ": unknown kind '" +
                                           kind + "' (trapped or memfd)");
     }
-  }
+    const bool memfd = kind == "memfd";
+    spec.kind = memfd ? RegionSpec::Kind::Memfd : RegionSpec::Kind::Trapped;
+    if (memfd) spec.name = GetString(r, "name", where);
+    if (spec.size < (memfd ? 4096u : 16u)) {
+      throw Napi::RangeError::New(env, "region " + std::to_string(index) +
+                                           (memfd ? ": a memfd region is at least one page (4096 bytes)"
+                                                  : ": a BAR is at least 16 bytes"));
+    }
+  });
 
-  Napi::Value fv = Get(o, "barFlags", "options");
-  if (!fv.IsArray()) throw Napi::TypeError::New(env, "options.barFlags must be an array");
-  Napi::Array flags = fv.As<Napi::Array>();
-  for (uint32_t i = 0; i < flags.Length(); i++) {
-    Napi::Value ev = flags.Get(i);
-    if (!ev.IsObject()) throw Napi::TypeError::New(env, "options.barFlags[] must be objects");
-    Napi::Object f = ev.As<Napi::Object>();
-    const char* where = "options.barFlags[]";
+  ForEachObject(env, o, "barFlags", [&](const Napi::Object& f, const char* where) {
     int index = GetNumber(f, "index", where, 0, PCI_BARS_NR - 1);
     opt.barFlags[index].is64 = GetBool(f, "is64", where);
     opt.barFlags[index].prefetchable = GetBool(f, "prefetchable", where);
-  }
+  });
 
   Napi::Object msix = GetObject(o, "msix", "options");
   // The table (16 bytes a vector) must fit below the PBA at 0x1000.
@@ -252,14 +248,20 @@ Context::~Context() {
 
 Napi::Value Context::Scratch(const Napi::CallbackInfo&) { return scratchRef_.Value(); }
 
-Napi::Value Context::RegionMemory(const Napi::CallbackInfo& info) {
+// The memfd region named by info[0]; throws for any other and after close().
+Region& Context::MemfdRegion(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) throw Napi::Error::New(env, "context is closed");
   int index = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
   if (index < 0 || index >= kMaxRegions || regions_[index].kind != RegionSpec::Kind::Memfd) {
     throw Napi::Error::New(env, "region " + std::to_string(index) + " is not memfd-backed");
   }
-  Region& r = regions_[index];
+  return regions_[index];
+}
+
+Napi::Value Context::RegionMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Region& r = MemfdRegion(info);
   if (r.memory.IsEmpty()) {
     // External: no copy, no ownership (we munmap it ourselves, after detaching).
     r.memory = Napi::Persistent(Napi::ArrayBuffer::New(env, r.map, r.size));
@@ -268,13 +270,7 @@ Napi::Value Context::RegionMemory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Context::RegionFd(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closed_) throw Napi::Error::New(env, "context is closed");
-  int index = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
-  if (index < 0 || index >= kMaxRegions || regions_[index].kind != RegionSpec::Kind::Memfd) {
-    throw Napi::Error::New(env, "region " + std::to_string(index) + " is not memfd-backed");
-  }
-  return Napi::Number::New(env, regions_[index].fd);
+  return Napi::Number::New(info.Env(), MemfdRegion(info).fd);
 }
 
 Napi::Value Context::Trigger(const Napi::CallbackInfo& info) {

@@ -101,20 +101,18 @@ ssize_t Context::TrappedAccess(int index, char* buf, size_t count, loff_t offset
     const size_t n = std::min(kScratchSize, count - done);
     const double at = static_cast<double>(offset) + static_cast<double>(done);
     if (isWrite) memcpy(scratch_, buf + done, n);
-    std::string error;
-    bool ok = Invoke(&error, [&]() {
-      napi_value args[4] = {Napi::Number::New(env_, index), Napi::Number::New(env_, at),
-                            Napi::Number::New(env_, static_cast<double>(n)),
-                            Napi::Boolean::New(env_, isWrite)};
-      onAccess_.Call(callbacks_.Value(), 4, args);
-    });
-    if (!ok) {
-      if (!error.empty()) {
-        char what[128];
-        snprintf(what, sizeof what, "onAccess(region %d, offset %#llx, %zu bytes, %s)", index,
-                 static_cast<unsigned long long>(offset + done), n, isWrite ? "write" : "read");
-        ReportJsError(what, error);
-      }
+    const auto what = [&]() {
+      char text[128];
+      snprintf(text, sizeof text, "onAccess(region %d, offset %#llx, %zu bytes, %s)", index,
+               static_cast<unsigned long long>(offset + done), n, isWrite ? "write" : "read");
+      return std::string(text);
+    };
+    if (!CallJs(what, [&]() {
+          napi_value args[4] = {Napi::Number::New(env_, index), Napi::Number::New(env_, at),
+                                Napi::Number::New(env_, static_cast<double>(n)),
+                                Napi::Boolean::New(env_, isWrite)};
+          onAccess_.Call(callbacks_.Value(), 4, args);
+        })) {
       errno = EIO;
       return -1;
     }
@@ -153,15 +151,11 @@ void Context::Log(int level, const char* msg) {
 }
 
 void Context::IrqState(int type, uint32_t start, uint32_t count, bool masked) {
-  std::string error;
-  if (!Invoke(&error, [&]() {
-        napi_value args[4] = {Napi::Number::New(env_, type), Napi::Number::New(env_, start),
-                              Napi::Number::New(env_, count), Napi::Boolean::New(env_, masked)};
-        onIrqState_.Call(callbacks_.Value(), 4, args);
-      }) &&
-      !error.empty()) {
-    ReportJsError("onIrqState", error);
-  }
+  CallJs("onIrqState", [&]() {
+    napi_value args[4] = {Napi::Number::New(env_, type), Napi::Number::New(env_, start),
+                          Napi::Number::New(env_, count), Napi::Boolean::New(env_, masked)};
+    onIrqState_.Call(callbacks_.Value(), 4, args);
+  });
 }
 
 int Context::Reset(int type) {
@@ -172,14 +166,10 @@ int Context::Reset(int type) {
   if (!pristineConfig_.empty()) {
     memcpy(vfu_pci_get_config_space(vfu_), pristineConfig_.data(), pristineConfig_.size());
   }
-  std::string error;
-  if (!Invoke(&error, [&]() {
-        napi_value args[1] = {Napi::Number::New(env_, type)};
-        onReset_.Call(callbacks_.Value(), 1, args);
-      }) &&
-      !error.empty()) {
-    ReportJsError("onReset", error);
-  }
+  CallJs("onReset", [&]() {
+    napi_value args[1] = {Napi::Number::New(env_, type)};
+    onReset_.Call(callbacks_.Value(), 1, args);
+  });
   return 0;
 }
 

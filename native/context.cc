@@ -267,17 +267,28 @@ void Context::DoClose() noexcept {
   }
 }
 
+// Detach a JS view (napi_detach_arraybuffer) so that it can never reach the
+// memory about to be unmapped, and drop our reference. Empty: nothing to do.
+// Returns what went wrong, or "".
+std::string Context::DetachView(Napi::Reference<Napi::ArrayBuffer>& memory) {
+  if (memory.IsEmpty()) return "";
+  std::string error;
+  try {
+    Napi::HandleScope scope(env_);
+    memory.Value().Detach();
+  } catch (const std::exception& e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown C++ exception";
+  }
+  memory.Reset();
+  return error;
+}
+
 // Detach the JS views of our memfd mappings, then unmap and close them.
 void Context::ReleaseMemory() {
   for (Region& r : regions_) {
-    if (!r.memory.IsEmpty()) {
-      try {
-        Napi::HandleScope scope(env_);
-        r.memory.Value().Detach();
-      } catch (...) {
-      }
-      r.memory.Reset();
-    }
+    DetachView(r.memory);
     if (r.map != nullptr) munmap(r.map, r.size);
     if (r.fd >= 0) close(r.fd);
     r.map = nullptr;
@@ -285,16 +296,7 @@ void Context::ReleaseMemory() {
   }
   // libvfio-user unregisters every DMA region on destroy; anything left here
   // would be a bookkeeping error, but never leave a view on freed memory.
-  for (DmaEntry& e : dma_) {
-    if (!e.memory.IsEmpty()) {
-      try {
-        Napi::HandleScope scope(env_);
-        e.memory.Value().Detach();
-      } catch (...) {
-      }
-      e.memory.Reset();
-    }
-  }
+  for (DmaEntry& e : dma_) DetachView(e.memory);
   dma_.clear();
 }
 

@@ -133,6 +133,8 @@ class Context : public Napi::ObjectWrap<Context> {
   void RequestClose();
   void DoClose() noexcept;
   void ReleaseMemory();
+  Region& MemfdRegion(const Napi::CallbackInfo& info);
+  std::string DetachView(Napi::Reference<Napi::ArrayBuffer>& memory);
   static void CleanupHook(void* arg);
 
   // polls (poll.cc)
@@ -157,6 +159,10 @@ class Context : public Napi::ObjectWrap<Context> {
   // JS cannot run or the callback threw; then *error describes the throw.
   template <typename F>
   bool Invoke(std::string* error, F&& body);
+  // Invoke, and report a throw through onLog(LOG_ERR, "vphi: WHAT threw: ...").
+  // `what` is a string, or a function returning one (built only on a throw).
+  template <typename W, typename F>
+  bool CallJs(W&& what, F&& body);
   std::string Describe(const Napi::Error& e);
   void CallLog(int level, const char* message);
   void ReportJsError(const std::string& what, const std::string& error);

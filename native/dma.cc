@@ -40,8 +40,7 @@ void Context::DmaRegister(vfu_dma_info_t* info) {
   // A region without an fd (ROMs, VGA memory, BARs; guest RAM only if the
   // VM lacks shared memory) reaches JS with memory null: the policy of
   // what to say about it lives in TypeScript (src/server.ts).
-  std::string error;
-  bool ok = Invoke(&error, [&]() {
+  CallJs("onDmaMap", [&]() {
     Napi::Value memory = env_.Null();
     if (info->vaddr != nullptr) {
       // External and unowned: libvfio-user unmaps it after DmaUnregister.
@@ -58,7 +57,6 @@ void Context::DmaRegister(vfu_dma_info_t* info) {
     napi_value args[1] = {o};
     onDmaMap_.Call(callbacks_.Value(), 1, args);
   });
-  if (!ok && !error.empty()) ReportJsError("onDmaMap", error);
 }
 
 void Context::DmaUnregister(vfu_dma_info_t* info) {
@@ -69,29 +67,20 @@ void Context::DmaUnregister(vfu_dma_info_t* info) {
   });
 
   // First tell JS, so it stops using the region...
-  std::string error;
-  if (!Invoke(&error, [&]() {
-        napi_value args[2] = {Napi::BigInt::New(env_, iova),
-                              Napi::Number::New(env_, static_cast<double>(length))};
-        onDmaUnmap_.Call(callbacks_.Value(), 2, args);
-      }) &&
-      !error.empty()) {
-    ReportJsError("onDmaUnmap", error);
-  }
+  CallJs("onDmaUnmap", [&]() {
+    napi_value args[2] = {Napi::BigInt::New(env_, iova),
+                          Napi::Number::New(env_, static_cast<double>(length))};
+    onDmaUnmap_.Call(callbacks_.Value(), 2, args);
+  });
   if (it == dma_.end()) return;
 
   // ...then detach the ArrayBuffer: any view JS still holds now has length 0
   // and can never reach the mapping libvfio-user is about to unmap.
-  if (!it->memory.IsEmpty()) {
-    try {
-      Napi::HandleScope scope(env_);
-      it->memory.Value().Detach();
-    } catch (const std::exception& e) {
-      CallLog(LOG_CRIT, ("vphi: cannot detach the ArrayBuffer of DMA region " +
-                         Range(iova, length) + ": " + e.what())
-                            .c_str());
-    }
-    it->memory.Reset();
+  const std::string error = DetachView(it->memory);
+  if (!error.empty()) {
+    CallLog(LOG_CRIT, ("vphi: cannot detach the ArrayBuffer of DMA region " + Range(iova, length) +
+                       ": " + error)
+                          .c_str());
   }
   dma_.erase(it);
 }

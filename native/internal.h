@@ -1,6 +1,9 @@
 // Declarations shared by the addon's .cc files only.
 #pragma once
 
+#include <type_traits>
+#include <utility>
+
 #include "context.h"
 
 namespace vphi {
@@ -27,6 +30,20 @@ bool Context::Invoke(std::string* error, F&& body) {
     *error = e.what();
   } catch (...) {
     *error = "unknown C++ exception";
+  }
+  return false;
+}
+
+template <typename W, typename F>
+bool Context::CallJs(W&& what, F&& body) {
+  std::string error;
+  if (Invoke(&error, std::forward<F>(body))) return true;
+  if (!error.empty()) {
+    if constexpr (std::is_invocable_v<W>) {
+      ReportJsError(what(), error);
+    } else {
+      ReportJsError(what, error);
+    }
   }
   return false;
 }

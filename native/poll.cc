@@ -328,11 +328,7 @@ void Context::OnConnReadable() {
     RunRequests();
     // One batch served: the caller may retry what waited for the client.
     if (closed_ || closeRequested_ || onPoll_.IsEmpty()) return;
-    std::string error;
-    if (!Invoke(&error, [&]() { onPoll_.Call(callbacks_.Value(), 0, nullptr); }) &&
-        !error.empty()) {
-      ReportJsError("onPoll", error);
-    }
+    CallJs("onPoll", [&]() { onPoll_.Call(callbacks_.Value(), 0, nullptr); });
   });
 }
 
@@ -360,14 +356,10 @@ void Context::RunRequests() {
 
 // callbacks.onConnection(attached), reporting a JS exception instead of throwing.
 void Context::EmitConnection(bool attached) {
-  std::string error;
-  if (!Invoke(&error, [&]() {
-        napi_value args[1] = {Napi::Boolean::New(env_, attached)};
-        onConnection_.Call(callbacks_.Value(), 1, args);
-      }) &&
-      !error.empty()) {
-    ReportJsError("onConnection", error);
-  }
+  CallJs("onConnection", [&]() {
+    napi_value args[1] = {Napi::Boolean::New(env_, attached)};
+    onConnection_.Call(callbacks_.Value(), 1, args);
+  });
 }
 
 // The client went away; libvfio-user has already unregistered its DMA
@@ -390,14 +382,10 @@ void Context::Refuse() {
     return;
   }
   const std::string reason = "a client is already attached to " + endpoint_;
-  std::string error;
-  if (!Invoke(&error, [&]() {
-        napi_value args[1] = {Napi::String::New(env_, reason)};
-        onRefused_.Call(callbacks_.Value(), 1, args);
-      }) &&
-      !error.empty()) {
-    ReportJsError("onRefused", error);
-  }
+  CallJs("onRefused", [&]() {
+    napi_value args[1] = {Napi::String::New(env_, reason)};
+    onRefused_.Call(callbacks_.Value(), 1, args);
+  });
   if (AnswerRefused(fd)) {
     close(fd);
     return;

@@ -39,6 +39,7 @@ describe('DeviceServer over the mock binding', () => {
 
   it('serves 8-byte accesses as two registers', () => {
     const { m } = start();
+    m.connect();
     m.write(REGION.BAR4, 0x1ab58, 8, 0x0000008000013000n);
     expect(m.read(REGION.BAR4, 0x1ab58, 4)).toBe(0x13000);
     expect(m.read(REGION.BAR4, 0x1ab5c, 4)).toBe(0x80);
@@ -76,6 +77,7 @@ describe('DeviceServer over the mock binding', () => {
       log: (_l, msg) => logs.push(msg),
     });
     const m = b.last;
+    m.connect();
     const ram = new ArrayBuffer(0x10000);
     m.dmaMap(0x100000n, ram);
     m.dmaMap(0x0n, null, 0x1000);
@@ -93,6 +95,7 @@ describe('DeviceServer over the mock binding', () => {
     m.write(REGION.BAR4, 0x1ab20, 4, 7);
     s.device.aperture[0] = 0x5a;
     m.disconnect();
+    m.connect(); // the next client
     expect(m.read(REGION.BAR4, 0x1ab20, 4)).toBe(0);
     expect(s.device.aperture[0]).toBe(0x5a);
   });
@@ -124,6 +127,8 @@ describe('DMA regions without an fd', () => {
     const b = new MockBinding();
     new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock', log: (l, m) => logs.push([l, m]) });
     const m = b.last;
+    m.connect();
+    logs.length = 0; // 'client attached'
     m.config.writeUInt32LE(0xc000000c, 0x10); // BAR0: 64-bit prefetchable at 0xc0000000
     m.config.writeUInt32LE(0, 0x14);
     m.dmaMap(0xc0000000n, null, 0x100000);

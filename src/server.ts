@@ -8,7 +8,7 @@
  * The device model itself never sees the binding: guest memory,
  * interrupts and the clock are injected through DeviceEnv.
  */
-import { REGION, type Binding, type NativeContext, type PciIdentity, type RegionSpec, type BarFlags } from './binding/types.ts';
+import { REGION, type Binding, type ContextOptions, type NativeContext } from './binding/types.ts';
 import { HostMemory } from './dma/host-memory.ts';
 import { InterruptDelivery } from './irq/delivery.ts';
 import { type CapLocation, configName, parseRegionLog, walkCapabilities } from './pci/config-names.ts';
@@ -37,15 +37,8 @@ export interface DeviceModel {
   close?(): void;
 }
 
-export interface DeviceSpec<D extends DeviceModel> {
-  pci: PciIdentity;
-  regions: RegionSpec[];
-  barFlags: BarFlags[];
-  msix: { vectors: number; bar: number };
-  pcie: boolean;
-  intx: boolean;
-  /** Serve on this already-listening socket instead of creating one (vhost-user style --fd). */
-  listenFd?: number;
+/** A device's static description (the context options but the socket path) and its constructor. */
+export interface DeviceSpec<D extends DeviceModel> extends Omit<ContextOptions, 'socketPath'> {
   create(env: DeviceEnv): D;
 }
 
@@ -77,17 +70,9 @@ export class DeviceServer<D extends DeviceModel> {
     const t = this.tracer;
     // Callbacks fire only once a client attaches, after the constructor has
     // set this.irq and this.device.
+    const { create, ...options } = spec;
     this.ctx = binding.createContext(
-      {
-        socketPath: opts.socketPath,
-        pci: spec.pci,
-        regions: spec.regions,
-        barFlags: spec.barFlags,
-        msix: spec.msix,
-        pcie: spec.pcie,
-        intx: spec.intx,
-        listenFd: spec.listenFd,
-      },
+      { ...options, socketPath: opts.socketPath },
       {
         onAccess: (index, offset, len, isWrite) => {
           const f = this.files[index];
@@ -153,7 +138,7 @@ export class DeviceServer<D extends DeviceModel> {
     const msix = this.caps.find((c) => c.id === 0x11);
     this.irq = new InterruptDelivery(this.ctx, spec.msix.vectors, msix ? msix.offset : 0, this.tracer);
     if (t.enabled) this.ctx.setLogLevel(LOG_DEBUG);
-    this.device = spec.create({
+    this.device = create({
       regionMemory: (i) => this.ctx.regionMemory(i),
       host: this.host,
       irq: this.irq,

@@ -1,97 +1,106 @@
 /**
- * A fake environment for card unit tests: card memory and guest RAM are
- * plain buffers, interrupts land on a recording port, and time only moves
- * when the test says so.
+ * A fake environment for card unit tests: the mock binding's context plays
+ * QEMU (card memory is its memfd BAR, guest RAM arrives through its DMA
+ * map, interrupts go through a real InterruptDelivery to its eventfds),
+ * and time only moves when the test says so (FakeClock).
  */
+import { MOCK_MSIX_CAP, MockContext } from '../../src/binding/mock.ts';
+import { IRQ_TYPE, type IrqType } from '../../src/binding/types.ts';
 import { HostMemory } from '../../src/dma/host-memory.ts';
 import { InterruptDelivery } from '../../src/irq/delivery.ts';
-import { IRQ_TYPE, type IrqType } from '../../src/binding/types.ts';
-import { memoryTracer } from '../../src/trace/tracer.ts';
 import type { DeviceEnv } from '../../src/server.ts';
-import { X100Card, type X100Options } from './card.ts';
+import { FakeClock } from '../../src/testing/fake-clock.ts';
+import { memoryTracer } from '../../src/trace/tracer.ts';
+import { X100Card, type X100Options, x100Spec } from './card.ts';
+import { APER_BAR } from './pci/identity.ts';
 
-export const FAKE_MSIX_CAP = 0x40;
+export const FAKE_MSIX_CAP = MOCK_MSIX_CAP;
 
 export class FakeEnv implements DeviceEnv {
-  readonly aperture: Buffer;
   readonly tracer = memoryTracer();
   readonly host = new HostMemory(this.tracer);
-  readonly config = Buffer.alloc(256);
-  readonly eventfds = new Set<number>();
-  readonly fired: [IrqType, number][] = [];
+  readonly clock = new FakeClock();
+  /** The context, with its simulated client attached (QEMU after vfio_realize). */
+  readonly ctx: MockContext;
+  readonly aperture: Buffer;
+  /** The context's config space. */
+  readonly config: Buffer;
+  /** Eventfd indices the client handed over (INTx's is 0). */
+  readonly eventfds: Set<number>;
+  /** Every interrupt that reached an eventfd: [type, vector]. */
+  readonly fired: [IrqType, number][];
   readonly irq: InterruptDelivery;
-  private queue: (() => void)[] = [];
-  private timers: { at: number; fn: () => void; live: boolean }[] = [];
-  now = 0;
-  /** How many times schedule() was called. */
-  scheduled = 0;
+  readonly schedule = this.clock.schedule;
+  readonly after = this.clock.after;
 
   constructor(apertureSize = 4 << 20) {
-    this.aperture = Buffer.alloc(apertureSize);
-    this.irq = new InterruptDelivery(
+    const { create: _create, ...options } = x100Spec({ apertureSize });
+    this.ctx = new MockContext(
+      { ...options, socketPath: 'fake-env' },
       {
-        trigger: (type, v) => {
-          if (type === IRQ_TYPE.MSIX && !this.eventfds.has(v)) return false;
-          this.fired.push([type, v]);
-          return true;
-        },
-        readConfig: (o, l) => this.config.readUIntLE(o, l),
+        onAccess() {},
+        onDmaMap: (info) => this.host.map(info),
+        onDmaUnmap: (iova, length) => this.host.unmap(iova, length),
+        onReset: () => this.irq.reset(),
+        onIrqState: (type, start, count, masked) => this.irq.onIrqState(type, start, count, masked),
+        onConnection() {},
+        onLog() {},
+        onRefused() {},
+        onPoll: () => this.irq.retry(),
       },
-      16,
-      FAKE_MSIX_CAP,
-      this.tracer,
     );
+    this.irq = new InterruptDelivery(this.ctx, options.msix.vectors, FAKE_MSIX_CAP, this.tracer);
+    this.aperture = this.ctx.regionMemory(APER_BAR);
+    this.config = this.ctx.config;
+    this.eventfds = this.ctx.eventfds;
+    this.fired = this.ctx.triggered;
+    this.ctx.connect();
+    // vfio_intx_enable(): QEMU hands over the INTx eventfd as it realizes the device.
+    this.ctx.giveEventfd(0);
   }
 
-  regionMemory(): Buffer {
-    return this.aperture;
+  get now(): number {
+    return this.clock.now;
   }
 
-  schedule(fn: () => void): void {
-    this.scheduled++;
-    this.queue.push(fn);
+  set now(ms: number) {
+    this.clock.now = ms;
   }
 
-  after(ms: number, fn: () => void): () => void {
-    const t = { at: this.now + ms, fn, live: true };
-    this.timers.push(t);
-    return () => { t.live = false; };
+  /** How many times schedule() was called. */
+  get scheduled(): number {
+    return this.clock.scheduled;
+  }
+
+  set scheduled(n: number) {
+    this.clock.scheduled = n;
+  }
+
+  regionMemory(index: number): Buffer {
+    return this.ctx.regionMemory(index);
   }
 
   /** Run scheduled work until none is left (or `max` rounds). */
   drain(max = 10_000): number {
-    let n = 0;
-    while (this.queue.length && n < max) {
-      const q = this.queue;
-      this.queue = [];
-      for (const fn of q) fn();
-      n++;
-    }
-    return n;
+    return this.clock.drain(max);
   }
 
   /** Move the clock forward, firing due timers. */
   advance(ms: number): void {
-    this.now += ms;
-    for (const t of this.timers) {
-      if (t.live && t.at <= this.now) {
-        t.live = false;
-        t.fn();
-      }
-    }
-    this.timers = this.timers.filter((t) => t.live);
+    this.clock.advance(ms);
   }
 
   /** The guest enables MSI-X and unmasks every vector (QEMU hands over all eventfds). */
   enableMsix(): void {
-    this.config.writeUInt16LE(0x8000 | 15, FAKE_MSIX_CAP + 2);
-    for (let v = 0; v < 16; v++) this.eventfds.add(v);
+    this.ctx.enableMsix();
+    for (let v = 0; v < this.irq.vectors; v++) this.ctx.giveEventfd(v);
   }
 
-  /** Map `size` bytes of guest RAM at bus address `iova`. */
+  /** Map `size` bytes of guest RAM at bus address `iova` (unmapping what the client had mapped there). */
   mapRam(iova: bigint, size: number): Uint8Array {
+    if (this.ctx.dmaRegion(iova)) this.ctx.dmaUnmap(iova);
     const ab = new ArrayBuffer(size);
-    this.host.map({ iova, length: size, prot: 3, memory: ab });
+    this.ctx.dmaMap(iova, ab);
     return new Uint8Array(ab);
   }
 

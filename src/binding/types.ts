@@ -1,12 +1,13 @@
 /**
- * The typed contract between the TypeScript device model and the native
- * libvfio-user adapter (native/). The real addon and the mock (mock.ts)
- * both implement it, so almost every test runs without native code.
+ * The typed contract between the TypeScript device model and a vfio-user
+ * server (libvfio-user's vfu_ctx_t). Two implementations obey it: the
+ * native addon (native.ts over native/) and the mock (mock.ts), whose
+ * simulated client plays QEMU. contract.ts holds the one test suite that
+ * both pass; every rule written on the interfaces below is checked there.
  *
- * Design rules (DEVELOPERS.md): native/ stays thin. It owns the vfio-user
- * context, the memfd mappings and the poll loop; every decision (what a
- * register means, whether an interrupt is pending, what to trace) is made
- * in TypeScript.
+ * The native side stays thin: it owns the vfio-user context, the memfd
+ * mappings and the poll loop; every decision (what a register means,
+ * whether an interrupt is pending, what to trace) is made in TypeScript.
  */
 
 /** libvfio-user region indices for a PCI device (VFU_PCI_DEV_*_REGION_IDX). */
@@ -70,8 +71,24 @@ export interface BarFlags {
   prefetchable: boolean;
 }
 
+/**
+ * What createContext() checks (it throws, creating nothing, when one fails):
+ * - region indices 0..6, each declared once; sizes are powers of two, a
+ *   trapped BAR at least 16 bytes, a memfd BAR at least 4096;
+ * - the upper half of a 64-bit BAR (index + 1) is no region and has no
+ *   barFlags; BAR5 cannot be 64-bit;
+ * - msix.vectors is 1..256 (the table sits below the PBA at 0x1000); the
+ *   MSI-X BAR, when listed, holds table and PBA. When it is not listed it is
+ *   declared as a trapped 8 KiB BAR, served through onAccess like any other;
+ * - every ContextCallbacks member but onPoll is a function.
+ */
 export interface ContextOptions {
-  /** UNIX socket path. Its directory is created 0700, the socket 0600. */
+  /**
+   * UNIX socket path. Its directory is created 0700, the socket 0600; a
+   * stale socket is replaced, a live one or a non-socket refused; close()
+   * removes it. Unused with listenFd. (The mock binds no socket; it only
+   * names it in onRefused.)
+   */
   socketPath: string;
   pci: PciIdentity;
   regions: RegionSpec[];
@@ -84,7 +101,9 @@ export interface ContextOptions {
   intx: boolean;
   /**
    * Serve on this already-listening UNIX socket (handed over by a parent,
-   * vhost-user style --fd) instead of binding socketPath.
+   * vhost-user style --fd) instead of binding socketPath. The given fd is
+   * closed at once (the server keeps its own duplicate); the socket's bound
+   * path stays the parent's to remove and names it in messages.
    */
   listenFd?: number;
 }
@@ -96,33 +115,60 @@ export interface DmaRegionInfo {
   /** Protection bits from the client (PROT_READ=1, PROT_WRITE=2). */
   prot: number;
   /**
-   * The server's mapping of the region, or null when QEMU sent the region
-   * without an fd (message-based DMA, which vphi refuses). The ArrayBuffer
-   * is detached by the native side before the memory is unmapped, so a
-   * stale view reads as length 0 instead of touching freed memory.
+   * The server's mapping of the region (writes reach the client's memory),
+   * or null when the client sent the region without an fd (ROMs, VGA
+   * memory, BARs on every boot; guest RAM only when the VM lacks shared
+   * memory). The binding says nothing about a null region: what to make of
+   * it is the caller's. The ArrayBuffer is detached right after onDmaUnmap
+   * returns, so a stale view reads as length 0 instead of touching freed
+   * memory.
    */
   memory: ArrayBuffer | null;
 }
 
+/**
+ * Calls from the server, only ever on the main thread, never from inside
+ * createContext(). Any callback may throw: the exception never reaches the
+ * client or the caller; it is reported as onLog(3, "vphi: NAME threw: ...")
+ * (onAccess: "vphi: onAccess(region I, offset 0xO, N bytes, read|write)
+ * threw: ...", and that access fails with EIO).
+ */
 export interface ContextCallbacks {
   /**
-   * A trapped access to region `index`. `len` bytes at `offset`. For a
-   * write the data is in `scratch[0..len)`; for a read, fill it. Must not
-   * throw: an exception is reported and the access fails with EIO.
+   * A trapped access to region `index`: `len` bytes at `offset`, split into
+   * chunks of at most scratch.length bytes (one call each, in order). For a
+   * write the data is in `scratch[0..len)`; for a read, fill it. Accesses to
+   * a memfd BAR and to config space never come here.
    */
   onAccess(index: number, offset: number, len: number, isWrite: boolean): void;
+  /** The client mapped a DMA region (an identical re-map is not reported again). */
   onDmaMap(info: DmaRegionInfo): void;
-  /** Called before the mapping is torn down. */
+  /**
+   * A mapped region goes away: the client unmapped it, the client went away,
+   * or close(). Called while info.memory is still intact; detached after.
+   */
   onDmaUnmap(iova: bigint, length: number): void;
-  /** Device reset (RESET_TYPE). */
+  /**
+   * Device reset (RESET_TYPE): the client reset the device (DEVICE), or it
+   * went away (LOST_CONN: after every onDmaUnmap, before onConnection(false)).
+   * Config space is back at its initial contents before this is called
+   * (libvfio-user resets none of it itself). close() does not call it.
+   */
   onReset(type: number): void;
-  /** MSI-X/INTx mask state changed (irq_state callback). */
+  /** MSI-X/INTx mask state changed (libvfio-user's irq_state callback). */
   onIrqState(type: IrqType, start: number, count: number, masked: boolean): void;
-  /** A client attached (true) or went away (false). */
+  /**
+   * A client attached (true), or went away (false: after its onDmaUnmap and
+   * onReset(LOST_CONN), or from close() while it is attached).
+   */
   onConnection(attached: boolean): void;
-  /** libvfio-user log lines (level is syslog's: 3 err, 6 info, 7 debug). */
+  /** libvfio-user's and the server's log lines (syslog levels: 3 err, 6 info, 7 debug). */
   onLog(level: number, message: string): void;
-  /** A second client was refused while one is attached. */
+  /**
+   * A second client was refused while one is attached: its VERSION gets an
+   * EBUSY error reply and it is closed. `reason` is "a client is already
+   * attached to SOCKET". The attached client is not disturbed.
+   */
   onRefused(reason: string): void;
   /**
    * Called after each batch of client messages has been handled (one poll
@@ -132,29 +178,63 @@ export interface ContextCallbacks {
   onPoll?(): void;
 }
 
+/**
+ * One vfio-user server for one PCI function, serving one client at a time.
+ * A new context listens with no client attached; the client attaches,
+ * sends requests, and goes away; the next one finds config space as it
+ * was at creation and the memfd BARs as the last one left them.
+ */
 export interface NativeContext {
-  /** Shared scratch buffer for trapped accesses (at least 4096 bytes). */
+  /** Shared scratch buffer for trapped accesses (4096 bytes). */
   readonly scratch: Buffer;
-  /** The memfd-backed BAR's memory, shared with QEMU (no copy). */
+  /**
+   * The memfd-backed BAR's memory, shared with the client (no copy; the same
+   * Buffer on every call). Throws for any other region and after close();
+   * the Buffer has length 0 after close().
+   */
   regionMemory(index: number): Buffer;
-  /** The memfd of a memfd-backed region (to hand to tools, or for tests). */
+  /** The memfd of a memfd-backed region (to hand to tools); throws for any other region. */
   regionFd(index: number): number;
   /**
    * Raise MSI-X vector `vector` (type MSIX) or INTx (type INTX, vector 0).
-   * Returns true when the eventfd was written; false when the client has
-   * not handed over an eventfd for that vector yet (ENOENT). The caller
-   * keeps it pending; it never throws for that.
+   * Throws only for a bad request: a vector outside 0..msix.vectors-1 or an
+   * INTx vector other than 0 (RangeError), INTx when options.intx is false,
+   * any other type (RangeError); it checks those even after close().
+   * Otherwise it returns true when it wrote the vector's eventfd, and false
+   * (the caller keeps the interrupt pending) while no client is attached,
+   * after close(), when `type` is not activeIrqType() (libvfio-user keeps
+   * one eventfd array for INTx/MSI/MSI-X, so raising another type could
+   * signal the wrong interrupt), or when the client has not handed over an
+   * eventfd for that vector (vfu_irq_trigger's ENOENT).
    */
   trigger(type: IrqType, vector: number): boolean;
-  /** The IRQ type the client enabled (the one with eventfds), or -1. */
+  /**
+   * The IRQ type whose eventfds the client hands over, derived from config
+   * space: MSIX while MSI-X Enable is set, else INTX when options.intx, else
+   * -1. Always -1 while no client is attached and after close().
+   */
   activeIrqType(): number;
-  /** Read `len` bytes of PCI config space (for MSI-X control, command register). */
+  /**
+   * Read `len` (1..4) bytes of PCI config space, little-endian: 256 bytes,
+   * 4096 with options.pcie; RangeError outside. It holds the identity, the
+   * BAR memory-type bits of barFlags, and a capability list with MSI-X
+   * (table at offset 0, PBA at 0x1000 of msix.bar) and, with pcie, a PCI
+   * Express v2 endpoint capability. Throws after close().
+   */
   readConfig(offset: number, len: number): number;
-  /** libvfio-user log level forwarded to onLog (7 = debug gives every region access). */
+  /**
+   * Which log lines reach onLog: level <= `level` (0..7, RangeError outside;
+   * 3 at creation; 7 gives libvfio-user's line for every config access).
+   */
   setLogLevel(level: number): void;
-  /** True while a client is attached. */
+  /** True while a client is attached (from onConnection(true) to onConnection(false)). */
   attached(): boolean;
-  /** Stop polling, destroy the context, unmap and close everything. Idempotent. */
+  /**
+   * Stop serving and release everything; idempotent. While a client is
+   * attached it reports onDmaUnmap for each mapped region and then
+   * onConnection(false), but no onReset. Afterwards regionMemory() Buffers
+   * and DMA ArrayBuffers have length 0.
+   */
   close(): void;
 }
 

@@ -6,8 +6,9 @@
  * Every access is bounds-checked against the table; an access to an
  * unmapped or refused (no fd) range, or one that straddles two regions,
  * fails with a HostMemoryError instead of touching anything, and an
- * unmapped region's views are detached by the native side before the
- * memory goes away.
+ * unmapped region's views are detached by the binding right after
+ * onDmaUnmap, before libvfio-user's dma_controller_remove_region() unmaps
+ * the memory.
  */
 import type { DmaRegionInfo } from '../binding/types.ts';
 import { type Tracer, NULL_TRACER } from '../trace/tracer.ts';

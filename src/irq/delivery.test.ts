@@ -1,28 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { InterruptDelivery } from './delivery.ts';
-import { IRQ_TYPE, type IrqType } from '../binding/types.ts';
+import { MOCK_MSIX_CAP, MockContext } from '../binding/mock.ts';
+import { quietCallbacks, testOptions } from '../binding/raw-client.ts';
+import { IRQ_TYPE } from '../binding/types.ts';
 import { memoryTracer } from '../trace/tracer.ts';
 
-const CAP = 0x40;
+const CAP = MOCK_MSIX_CAP;
 
+/** A mock context with its client attached and INTx's eventfd handed over, as QEMU does at realize. */
 function port() {
-  const cfg = Buffer.alloc(256);
-  const fds = new Set<number>();
-  const fired: [IrqType, number][] = [];
-  return {
-    cfg,
-    fds,
-    fired,
-    trigger(type: IrqType, v: number) {
-      if (type === IRQ_TYPE.MSIX && !fds.has(v)) return false;
-      fired.push([type, v]);
-      return true;
-    },
-    readConfig: (o: number, l: number) => cfg.readUIntLE(o, l),
-    msix(enable: boolean, fmask = false) {
-      cfg.writeUInt16LE((enable ? 0x8000 : 0) | (fmask ? 0x4000 : 0) | 15, CAP + 2);
-    },
-  };
+  const m = new MockContext(testOptions('irq-test'), quietCallbacks());
+  m.connect();
+  m.giveEventfd(0);
+  return Object.assign(m, {
+    fds: m.eventfds,
+    fired: m.triggered,
+    msix: (enable: boolean, fmask = false) => m.enableMsix(enable, fmask),
+  });
 }
 
 describe('MSI-X delivery', () => {

@@ -3,13 +3,14 @@
  * pending-bit semantics of a real function.
  *
  * QEMU hands a vector's eventfd over only when the guest unmasks that
- * vector. Until then, and while a vector is masked (by the function mask,
+ * vector (hw/vfio/pci.c vfio_msix_vector_do_use). Until then, and while a vector is masked (by the function mask,
  * a vector mask reported through the irq-state callback, or MSI-X being
  * disabled), a raised interrupt stays pending here (our PBA) and is
  * delivered when it becomes deliverable: never dropped, never an error.
  *
  * INTx is level-triggered: the device reports its level; QEMU masks the
- * line after each trigger and unmasks it after the guest's EOI, at which
+ * line after each trigger (vfio_intx_interrupt) and unmasks it after the
+ * guest's EOI (vfio_intx_eoi), at which
  * point a level that is still high is signalled again.
  */
 import { IRQ_TYPE, type NativeContext } from '../binding/types.ts';

@@ -1,12 +1,13 @@
 /**
  * Test rig for the DMA engine: a small GDDR aperture, guest RAM as a
  * mapped ArrayBuffer, an SMPT programmed as mic_smpt_init() does
- * (SMPT[i] = i << 2, identity), recorded interrupts and a manual schedule
- * queue. LinuxDmaChannel writes descriptors and registers exactly as
+ * (SMPT[i] = i << 2, identity), recorded interrupts and a fake clock's
+ * schedule queue. LinuxDmaChannel writes descriptors and registers exactly as
  * drivers/dma/mic_x100_dma.c (5.8) does, so tests read like the driver.
  */
 import { HostMemory } from '../../../src/dma/host-memory.ts';
 import { RegisterFile } from '../../../src/regs/file.ts';
+import { FakeClock } from '../../../src/testing/fake-clock.ts';
 import { type Tracer, memoryTracer } from '../../../src/trace/tracer.ts';
 import { CardAddressSpace } from '../memory.ts';
 import { MMIO_BAR, MMIO_BAR_SIZE, SBOX_BASE } from '../pci/identity.ts';
@@ -58,7 +59,7 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
   for (let i = 0; i < 32; i++) w(SMPT_REG(i), i << 2);
   const mem = new CardAddressSpace(aperture, new Smpt(regs), host);
   const raised: number[] = [];
-  let queue: (() => void)[] = [];
+  const clock = new FakeClock();
   const rig = {
     regs,
     aperture,
@@ -68,8 +69,11 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
     mem,
     tracer,
     raised,
+    clock,
     /** How many times the engine called schedule(). */
-    scheduled: 0,
+    get scheduled(): number {
+      return clock.scheduled;
+    },
     /** Hook run inside raise(), before it is recorded (to look at state at that moment). */
     onRaise: null as ((src: number) => void) | null,
     engine: null as unknown as DmaEngine,
@@ -80,17 +84,8 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
     /** Card address of byte `off` of the test's guest RAM region. */
     hostAddr: (off: number): bigint => SYSTEM_WINDOW_BASE + ramIova + BigInt(off),
     /** Run scheduled work until none is left; returns how many rounds ran. */
-    drain(max = 100_000): number {
-      let n = 0;
-      while (queue.length && n < max) {
-        const q = queue;
-        queue = [];
-        for (const fn of q) fn();
-        n++;
-      }
-      return n;
-    },
-    queued: (): number => queue.length,
+    drain: (max = 100_000): number => clock.drain(max),
+    queued: (): number => clock.queued(),
   };
   rig.engine = new DmaEngine({
     regs,
@@ -100,10 +95,7 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
       rig.onRaise?.(s);
       raised.push(s);
     },
-    schedule: (fn) => {
-      rig.scheduled++;
-      queue.push(fn);
-    },
+    schedule: clock.schedule,
   });
   return rig;
 }
