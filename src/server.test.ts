@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { MockBinding } from './binding/mock.ts';
 import { DeviceServer } from './server.ts';
 import { memoryTracer } from './trace/tracer.ts';
-import { x100Spec } from '../device/x100/card.ts';
+import { fakeSpec } from './testing/fake-device.ts';
 import { IRQ_TYPE, REGION } from './binding/types.ts';
 
 function start(tracer = memoryTracer()) {
   const b = new MockBinding();
-  const s = new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/vphi-test.sock', tracer });
+  const s = new DeviceServer(b, fakeSpec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/vphi-test.sock', tracer });
   return { b, s, m: b.last, tracer };
 }
 
@@ -65,14 +65,14 @@ describe('DeviceServer over the mock binding', () => {
 
   it('keeps the debug log off when tracing is off', () => {
     const b = new MockBinding();
-    new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock' });
+    new DeviceServer(b, fakeSpec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock' });
     expect(b.last.logLevel).toEqual([]);
   });
 
   it('maps and unmaps guest RAM, refusing a region without an fd', () => {
     const logs: string[] = [];
     const b = new MockBinding();
-    const s = new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), {
+    const s = new DeviceServer(b, fakeSpec({ apertureSize: 1 << 20 }), {
       socketPath: '/tmp/x.sock',
       log: (_l, msg) => logs.push(msg),
     });
@@ -125,7 +125,7 @@ describe('DMA regions without an fd', () => {
   it('are expected for the card\'s own BARs and ROMs, and an error for guest RAM', () => {
     const logs: [string, string][] = [];
     const b = new MockBinding();
-    new DeviceServer(b, x100Spec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock', log: (l, m) => logs.push([l, m]) });
+    new DeviceServer(b, fakeSpec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/x.sock', log: (l, m) => logs.push([l, m]) });
     const m = b.last;
     m.connect();
     logs.length = 0; // 'client attached'
