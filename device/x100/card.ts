@@ -29,6 +29,10 @@ import { CardAddressSpace } from './memory.ts';
 import { Bootstrap, type BootRecord } from './boot/bootstrap.ts';
 import { DMA_BLOCKS } from './dma/regs.ts';
 import { DmaEngine } from './dma/engine.ts';
+import { ScifNode } from './scif/node.ts';
+import { scifRegion } from './scif/alloc.ts';
+import { ServiceRunner } from './scif/services.ts';
+import type { CardService } from './scif/api.ts';
 
 export interface X100Options {
   /** BAR0 size in bytes: a power of two (default 512 MiB). */
@@ -37,6 +41,8 @@ export interface X100Options {
   resetDelayMs?: number;
   /** Called when the card OS starts (the SCIF layer hooks in here). */
   onBooted?: (card: X100Card, rec: BootRecord) => void;
+  /** Card services, started with the SCIF node's API while node 0 is a live peer. */
+  services?: CardService[];
 }
 
 /** Every block of BAR4, in address order. */
@@ -72,6 +78,9 @@ export class X100Card implements DeviceModel {
   readonly intc: InterruptController;
   readonly dma: DmaEngine;
   readonly bootstrap: Bootstrap;
+  /** The card's SCIF node (node 1 for the first card). */
+  readonly scif: ScifNode;
+  readonly services: ServiceRunner;
 
   constructor(
     readonly env: DeviceEnv,
@@ -90,6 +99,16 @@ export class X100Card implements DeviceModel {
       schedule: (fn) => env.schedule(fn),
       tracer: env.tracer,
     });
+    this.scif = new ScifNode({
+      mem: this.mem,
+      doorbells: this.intc.doorbells,
+      raiseHostDoorbell: (db) => this.intc.raise(db),
+      after: (ms, fn) => env.after(ms, fn),
+      schedule: (fn) => env.schedule(fn),
+      tracer: env.tracer,
+      region: scifRegion(this.aperture.byteLength),
+    });
+    this.services = new ServiceRunner(this.scif, opts.services ?? []);
     this.bootstrap = new Bootstrap({
       regs: this.bar4,
       mem: this.mem,
@@ -97,7 +116,10 @@ export class X100Card implements DeviceModel {
       doorbells: this.intc.doorbells,
       after: (ms, fn) => env.after(ms, fn),
       onCardReset: () => this.cardReset(),
-      onBooted: (rec) => opts.onBooted?.(this, rec),
+      onBooted: (rec) => {
+        this.scif.start(rec);
+        opts.onBooted?.(this, rec);
+      },
       bootAddr: defaultBootAddr(this.aperture.byteLength),
       resetDelayMs: opts.resetDelayMs,
     });
@@ -106,6 +128,7 @@ export class X100Card implements DeviceModel {
 
   /** RGCR: stop the card's engines and clear its pending state. */
   private cardReset(): void {
+    this.scif.stop('card reset');
     this.dma.reset();
     for (const { def } of this.bar4.listing()) {
       if (CLEARED_ON_CARD_RESET(def.name)) this.bar4.set(def.name, def.reset);
@@ -116,6 +139,7 @@ export class X100Card implements DeviceModel {
   /** PCI-level reset, power-on, or the client went away: every register to its reset value. */
   reset(reason: string): void {
     if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'reset', reason });
+    this.scif.stop(`PCI reset: ${reason}`);
     this.bar4.reset();
     this.dma.reset();
     this.bootstrap.powerOn();
