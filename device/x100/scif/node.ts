@@ -117,6 +117,11 @@ export class ScifNode {
     return this.endpoints.api;
   }
 
+  /** Messages waiting for room in the host ring. */
+  get queued(): number {
+    return this.pending.length;
+  }
+
   /** Is node 0 a registered peer (scif_peer_register_device() ran, no exit under way)? */
   get peerAlive(): boolean {
     return this.state === 'online';

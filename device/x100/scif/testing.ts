@@ -159,6 +159,11 @@ export class LinuxScifHost {
   readonly dp: Loc;
   readonly dpIova: bigint;
   readonly endpoints = new Map<bigint, HostEndpoint>();
+  /** Record replies a real host would oops on (fuzzing) instead of throwing. */
+  tolerant = false;
+  readonly oddities: string[] = [];
+  /** The host's interrupt handler does not run while paused (its ring fills up). */
+  paused = false;
   private heap: number;
   private firedSeen = 0;
   private nextEp = 1;
@@ -316,8 +321,19 @@ export class LinuxScifHost {
     return true;
   }
 
+  /** Write any 44 bytes into the card ring and ring the card's doorbell (fuzzing); false if the ring is full. */
+  nodeqpSendRaw(raw: Uint8Array): boolean {
+    const rb = this.nodeQp?.outbound;
+    if (!rb || !rb.write(raw)) return false;
+    rb.commit();
+    if (this.rdb < 8) this.w(APICICR_LO(this.rdb), this.r(APICICR_LO(this.rdb)) | (1 << 13));
+    else this.w(RDMASR(this.rdb - 8), 0);
+    return true;
+  }
+
   /** Run the ISR for every new MSI-X message on our vector; returns the number of messages handled. */
   pollIrq(): number {
+    if (this.paused) return 0;
     const fired = this.env.msixVectors();
     let n = 0;
     while (this.firedSeen < fired.length) {
@@ -337,7 +353,12 @@ export class LinuxScifHost {
       const msg = decodeMsg(raw);
       n++;
       this.rx.push(cloneMsg(msg));
-      this.handle(msg);
+      try {
+        this.handle(msg);
+      } catch (e) {
+        if (!this.tolerant || !(e instanceof HostScifError)) throw e;
+        this.oddities.push(e.message);
+      }
       if (msg.uop === SCIF.EXIT_ACK) break;
       // scif_cleanup_qp() may have swapped the ring under us.
       if (this.nodeQp?.inbound === rb) rb.updateReadPtr();
