@@ -1,0 +1,43 @@
+#!/bin/sh
+# mic-scif: with the card booted, the host SCIF driver sees node 1 as a live
+# peer (scif_dev: "Total Nodes 2", node 1 Running; scif_peer-dev1 on
+# scif_peer_bus), host programs on /dev/scif find the card's echo service on
+# port 7 and get ECONNREFUSED from an unbound card port, a card service
+# connects to a host listener on port 3000, and `reset` takes the node down
+# through SCIF_EXIT / SCIF_EXIT_ACK (no 30 s wait) back to `ready`.
+# Needs the card services of guest-tests/scif.test.ts.
+. /opt/vphi/lib/mic-lib.sh
+
+plan 8
+
+set_boot_attrs
+if err=$(write_attr state boot); then pass boot-write; else fail boot-write "echo boot > state: $err"; fi
+
+# The card publishes its queue pair at once; the host's first poll is 1 s after scif_probe().
+d=/sys/kernel/debug/scif/scif_dev
+i=0
+while [ $i -lt 20 ] && ! grep -q 'Total Nodes 2' $d 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
+if grep -q 'Total Nodes 2' $d && grep -q '^1[[:space:]]*Running' $d; then pass node-1-running; else fail node-1-running "$(cat $d 2>&1)"; fi
+if [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; then pass scif-peer-dev1; else fail scif-peer-dev1 "$(ls /sys/bus/scif_peer_bus/devices 2>&1)"; fi
+
+expect echo-from-card "$(vphi-scif connect 1 7 hello-card)" "got hello-card"
+expect unbound-port-refused "$(vphi-scif connect 1 999 x)" "connect errno 111"
+
+r=$(vphi-scif accept 3000 9)
+case "$r" in
+  "from node 1 port "*": from-card") pass card-connects-to-host ;;
+  *) fail card-connects-to-host "$r" ;;
+esac
+
+write_attr state reset
+if took=$(wait_state ready); then
+  diag "ready ${took} s after the reset write"
+  pass reset-ready
+else
+  fail reset-ready "$took" "$(dmesg | tail -20)"
+fi
+
+errs=$(klog_grep "$MIC_ERRORS|scif_qp_response err|SCIFEP_MAGIC mismatch|Unknown message")
+if [ -z "$errs" ]; then pass no-driver-errors; else fail no-driver-errors "$errs"; fi
+
+finish
