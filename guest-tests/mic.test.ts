@@ -290,7 +290,7 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
     for (const s of sends) {
       const i = ev.indexOf(s);
       expect(ev[i - 1], 'APICICR7_HI before APICICR7_LO').toMatchObject({ kind: 'mmio', op: 'w', reg: 'APICICR7_HI', val: 0 });
-      expect(ev.slice(i + 1).find((e) => e.kind === 'card'), 'the card booted on it').toMatchObject({ action: 'boot' });
+      expect(ev.slice(i + 1).find((e) => e.kind === 'card' && e.action !== 'doorbell'), 'the card booted on it').toMatchObject({ action: 'boot' });
     }
   });
 

@@ -84,6 +84,24 @@ describe('host connects to a card listener', () => {
     await acc;
   });
 
+  it('a GNTNACK frees the granted endpoint; a blocking accept then takes the next request', async () => {
+    const h = await up();
+    const l = h.card.scif.api.open();
+    l.bind(2004);
+    l.listen(4);
+    const acc = l.accept();
+    const bad = h.connectStart(2004);
+    await h.settle();
+    expect(bad.state).toBe('MAPPING');
+    // scif_conn_func() could not map the card qp: GNTNACK with p0 = the card's endpoint.
+    h.nodeqpSend({ src: { node: 0, port: bad.port }, dst: { node: 1, port: 2004 }, uop: SCIF.CNCT_GNTNACK, payload: [bad.remoteEp, 0n, 0n, 0n] });
+    await h.settle();
+    const good = await hostConnect(h, 2004);
+    const { peer } = await acc;
+    expect(peer.port).toBe(good.port);
+    expect(h.card.scif.endpoints.count).toBe(2);
+  });
+
   it('streams more than a ring: a blocking card send waits for CLIENT_RCVD', async () => {
     const h = await up();
     const l = h.card.scif.api.open();
@@ -160,6 +178,22 @@ describe('card connects to a host listener', () => {
     const conn = ep.connect({ node: 0, port: 999 }).catch((e: unknown) => e);
     await h.settle();
     expect(await conn).toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  it('gives up after SCIF_NODE_ALIVE_TIMEOUT (30 s) without an answer: ECONNREFUSED, like scif_conn_func()', async () => {
+    const h = await up();
+    h.paused = true;
+    const ep = h.card.scif.api.open();
+    const conn = ep.connect({ node: 0, port: 201 }).catch((e: unknown) => e);
+    await h.advance(29_000, 1000);
+    let settled = false;
+    void conn.then(() => { settled = true; });
+    await h.settle();
+    expect(settled).toBe(false);
+    await h.advance(1000, 1000);
+    expect(await conn).toMatchObject({ code: 'ECONNREFUSED' });
+    // The card's endpoint qp went back to the allocator.
+    expect(h.card.scif.alloc.allocations()).toBe(2);
   });
 
   it('gets ENODEV before the node is up, and for nodes other than 0', async () => {
