@@ -114,7 +114,11 @@ export class CardEndpoint implements ScifEndpoint {
       if (this.dead) this.fail('ENODEV', 'node gone');
       if (this.state !== 'LISTENING') this.fail('EINTR', 'listener closed');
       const req = this.conreqs.shift()!;
-      const r = await this.eps.acceptOne(this, req);
+      const r = await this.eps.acceptOne(this, req).catch((e: unknown) => {
+        if (e instanceof ScifError) throw e;
+        this.eps.node.trace({ action: 'error', ep: this.id, error: `accept: ${(e as Error).message}` });
+        return null;
+      });
       if (r) return r;
       // The request failed or was NACKed: SCIF_ACCEPT_SYNC waits for the next one.
       if (!block) this.fail('EAGAIN', 'connection request failed');
@@ -122,7 +126,11 @@ export class CardEndpoint implements ScifEndpoint {
   }
 
   connect(dst: ScifPortId): Promise<ScifPortId> {
-    return this.eps.connect(this, dst);
+    return this.eps.connect(this, dst).catch((e: unknown) => {
+      if (e instanceof ScifError) throw e;
+      this.eps.node.trace({ action: 'error', ep: this.id, error: `connect: ${(e as Error).message}` });
+      throw new ScifError('ECONNREFUSED', `ep ${this.id}: ${(e as Error).message}`);
+    });
   }
 
   /** scif_send() → _scif_send() */
@@ -545,7 +553,29 @@ export class Endpoints {
       : new ScifError('ENOTCONN', `ep ${ep.id}: not connected (${ep.state})`);
   }
 
-  async send(ep: CardEndpoint, data: Uint8Array, block: boolean): Promise<number> {
+  /** Memory that vanished under a connection (guest RAM unmapped) ends it: ECONNRESET, not a crash. */
+  private async guarded<T>(ep: CardEndpoint, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof ScifError) throw e;
+      this.trace({ action: 'error', ep: ep.id, error: `connection memory unreachable: ${(e as Error).message}` });
+      ep.state = 'DISCONNECTED';
+      if (ep.qp) ep.qp.outbound = null;
+      ep.wq.wake();
+      throw new ScifError('ECONNRESET', `ep ${ep.id}: ${(e as Error).message}`);
+    }
+  }
+
+  send(ep: CardEndpoint, data: Uint8Array, block: boolean): Promise<number> {
+    return this.guarded(ep, () => this.sendLoop(ep, data, block));
+  }
+
+  recv(ep: CardEndpoint, len: number, block: boolean): Promise<Uint8Array> {
+    return this.guarded(ep, () => this.recvLoop(ep, len, block));
+  }
+
+  private async sendLoop(ep: CardEndpoint, data: Uint8Array, block: boolean): Promise<number> {
     let sent = 0;
     const len = data.byteLength;
     while (sent !== len && ep.state === 'CONNECTED' && !ep.dead) {
@@ -569,7 +599,7 @@ export class Endpoints {
     return 0;
   }
 
-  async recv(ep: CardEndpoint, len: number, block: boolean): Promise<Uint8Array> {
+  private async recvLoop(ep: CardEndpoint, len: number, block: boolean): Promise<Uint8Array> {
     const out = new Uint8Array(len);
     let got = 0;
     while (got < len && (ep.state === 'CONNECTED' || ep.state === 'DISCONNECTED') && !ep.dead && ep.qp) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LinuxScifHost } from './testing.ts';
+import { LinuxScifHost, RAM_IOVA, RAM_SIZE } from './testing.ts';
 import { SCIF, type ScifMsg, encodeMsg, newMsg } from './msg.ts';
 
 async function up() {
@@ -111,6 +111,25 @@ describe('bad input from the host', () => {
       await h.advance(1, 1);
     }
     expect(h.received(SCIF.NODE_ADD_NACK)).toHaveLength(1600);
+  });
+
+  it('guest RAM unmapped under open connections: ECONNRESET on the card, no exception', async () => {
+    const h = await up();
+    const l = h.card.scif.api.open();
+    l.bind(5005);
+    l.listen(1);
+    const acc = l.accept();
+    const hep = h.connectStart(5005);
+    await h.settle();
+    h.connectFinish(hep);
+    await h.settle();
+    const { ep } = await acc;
+    h.env.host.unmap(RAM_IOVA, RAM_SIZE);
+    await expect(ep.send(Uint8Array.of(1), { block: true })).rejects.toMatchObject({ code: 'ECONNRESET' });
+    // The node's own messages to the vanished host ring are traced, not thrown.
+    h.nodeqpSendRaw(encodeMsg(msg(SCIF.NODE_ADD)));
+    await h.settle();
+    expect(h.env.tracer.events.some((e) => e.kind === 'scif' && String(e.error).includes('host ring unreachable'))).toBe(true);
   });
 
   it('survives random and malformed records in its ring, then still works', async () => {

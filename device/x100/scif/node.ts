@@ -436,7 +436,7 @@ export class ScifNode {
       case SCIF.NODE_ADD_ACK:
       case SCIF.NODE_ADD_NACK:
       case SCIF.GET_NODE_INFO:
-        // P2P and node-info replies: nothing waits on the card's answer (§1.6).
+        // P2P and node-info replies: nothing waits on the card's answer (scif_node_add_ack(), scif_get_node_info_resp()).
         return (m) => this.trace({ action: 'ignored', op: opName(m.uop), note: 'single card, no P2P' });
       case SCIF.NODE_REMOVE: return (m) => this.onNodeRemove(m);
       case SCIF.NODE_REMOVE_ACK: return () => undefined;
@@ -472,7 +472,7 @@ export class ScifNode {
     else this.trace({ action: 'ignored', op: 'SCIF_EXIT_ACK', note: `in state ${this.state}` });
   }
 
-  /** No P2P on a single card: SCIF_NODE_ADD_NACK to the management node, which forwards it (§1.6). */
+  /** No P2P on a single card: SCIF_NODE_ADD_NACK to the management node, which forwards it (scif_node_add_nack()). */
   private onNodeAdd(m: ScifMsg): void {
     const r = cloneMsg(m);
     r.uop = SCIF.NODE_ADD_NACK;

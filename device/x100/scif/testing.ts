@@ -126,8 +126,8 @@ export class HostScifError extends Error {
 }
 
 /** Guest RAM for the double: one region, reached by the card through the identity SMPT. */
-const RAM_IOVA = 0x1000_0000n;
-const RAM_SIZE = 8 << 20;
+export const RAM_IOVA = 0x1000_0000n;
+export const RAM_SIZE = 8 << 20;
 /** Host "kernel pointers" for endpoints, as the card must echo them. */
 const KPTR = 0xffff_8880_1234_0000n;
 
