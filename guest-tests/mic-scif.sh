@@ -3,12 +3,14 @@
 # peer (scif_dev: "Total Nodes 2", node 1 Running; scif_peer-dev1 on
 # scif_peer_bus), host programs on /dev/scif find the card's echo service on
 # port 7 and get ECONNREFUSED from an unbound card port, a card service
-# connects to a host listener on port 3000, and `reset` takes the node down
-# through SCIF_EXIT / SCIF_EXIT_ACK (no 30 s wait) back to `ready`.
+# connects to a host listener on port 3000, a connection to card port 9
+# makes the card leave SCIF on its own (SCIF_EXIT from the card, as for a
+# COSM shutdown: the host removes peer 1 and answers SCIF_EXIT_ACK), and
+# `reset` then brings the card back to `ready` without waiting on SCIF.
 # Needs the card services of guest-tests/scif.test.ts.
 . /opt/vphi/lib/mic-lib.sh
 
-plan 8
+plan 9
 
 set_boot_attrs
 if err=$(write_attr state boot); then pass boot-write; else fail boot-write "echo boot > state: $err"; fi
@@ -28,6 +30,16 @@ case "$r" in
   "from node 1 port "*": from-card") pass card-connects-to-host ;;
   *) fail card-connects-to-host "$r" ;;
 esac
+
+# Card port 9 makes the card exit; the host's endpoint is then reset under it.
+vphi-scif connect 1 9 bye >/dev/null
+i=0
+while [ $i -lt 20 ] && [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; do sleep 0.5; i=$((i + 1)); done
+if grep -q 'Total Nodes 1' $d && [ ! -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; then
+  pass card-initiated-exit
+else
+  fail card-initiated-exit "$(cat $d 2>&1)" "$(ls /sys/bus/scif_peer_bus/devices 2>&1)"
+fi
 
 write_attr state reset
 if took=$(wait_state ready); then

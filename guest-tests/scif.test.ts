@@ -4,7 +4,8 @@
  * (guest-tests/mic-scif.sh). The card runs two test services: an echo on
  * card port 7, and a client that connects to host port 3000 once node 0 is
  * up (retrying every second, as cosm_scif_connect() does), sends
- * "from-card" and reads the echo. Runs against every MIC guest kernel
+ * "from-card" and reads the echo; and a service on card port 9 that makes
+ * the card leave SCIF on its own when connected to. Runs against every MIC guest kernel
  * present: Linux 5.8.1 (MIC_GUEST_KERNEL or the default) and 4.9.45.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +22,7 @@ import { POLLIN, type CardService, type ScifApi } from '../device/x100/scif/api.
 import { micGuestFiles, runGuest, type GuestResult } from './guest.ts';
 import { findResult } from './ktap.ts';
 
-const TESTS = ['boot-write', 'node-1-running', 'scif-peer-dev1', 'echo-from-card', 'unbound-port-refused', 'card-connects-to-host', 'reset-ready', 'no-driver-errors'];
+const TESTS = ['boot-write', 'node-1-running', 'scif-peer-dev1', 'echo-from-card', 'unbound-port-refused', 'card-connects-to-host', 'card-initiated-exit', 'reset-ready', 'no-driver-errors'];
 
 /** Echo on a card port: poll, take what is there, send it back. */
 function echoService(port: number): CardService {
@@ -78,6 +79,20 @@ function clientService(port: number, text: string, got: string[]): CardService {
   };
 }
 
+/** Any connection to `port` makes the card leave SCIF (ScifNode.exit(), what the COSM client does at shutdown). */
+function exitService(port: number, node: () => X100Card): CardService {
+  return {
+    name: `exit:${port}`,
+    start(api: ScifApi) {
+      const l = api.open();
+      l.bind(port);
+      l.listen(1);
+      void l.accept().then(() => node().scif.exit()).catch(() => undefined);
+    },
+    stop() {},
+  };
+}
+
 const kernels: [string, string | null][] = [
   ['5.8.1', micKernel()],
   ['4.9.45', existsSync(join(homedir(), '.cache/vphi/k49/bzImage')) ? join(homedir(), '.cache/vphi/k49/bzImage') : null],
@@ -96,7 +111,7 @@ for (const [version, kernel] of kernels) {
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'vphi-scif-test-'));
       const socketPath = join(dir, 'card.sock');
-      const services = [echoService(7), clientService(3000, 'from-card', echoed)];
+      const services = [echoService(7), clientService(3000, 'from-card', echoed), exitService(9, () => server.device)];
       server = new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: 0x2000_0000, services }), { socketPath, tracer });
       run = await runGuest({
         socketPath,
@@ -123,7 +138,7 @@ for (const [version, kernel] of kernels) {
       expect(run.rc, why).toBe(0);
     });
 
-    it('the card saw the protocol in order: INIT both ways, connections, EXIT answered', () => {
+    it('the card saw the protocol in order: INIT both ways, connections, its own EXIT answered', () => {
       const scif = tracer.events.filter((e) => e.kind === 'scif');
       const ops = scif.filter((e) => e.dir).map((e) => `${e.dir} ${e.op}`);
       expect(ops.slice(0, 2)).toEqual(['tx SCIF_INIT', 'rx SCIF_INIT']);
@@ -131,10 +146,12 @@ for (const [version, kernel] of kernels) {
       expect(ops).toContain('tx SCIF_CNCT_GNT');
       expect(ops).toContain('tx SCIF_CNCT_REJ');
       expect(ops).toContain('tx SCIF_CNCT_GNTACK');
-      expect(ops.slice(-2)).toEqual(['rx SCIF_EXIT', 'tx SCIF_EXIT_ACK']);
+      expect(ops.slice(-2)).toEqual(['tx SCIF_EXIT', 'rx SCIF_EXIT_ACK']);
       expect(scif.filter((e) => e.action === 'state').map((e) => e.state)).toEqual(['waiting', 'published', 'online', 'exiting', 'exited', 'off']);
       expect(scif.filter((e) => e.error)).toEqual([]);
       expect(echoed).toEqual(['from-card']);
+      // Left SCIF: 0xFF / 0 in the device page for the host's next poll.
+      expect(scif.filter((e) => e.action === 'state' && e.state === 'exited').map((e) => e.reason)).toEqual(['SCIF_EXIT_ACK']);
     });
   });
 }
