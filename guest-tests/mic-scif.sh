@@ -2,7 +2,7 @@
 # mic-scif: with the card booted, the host SCIF driver sees node 1 as a live
 # peer (scif_dev: "Total Nodes 2", node 1 Running; scif_peer-dev1 on
 # scif_peer_bus), host programs on /dev/scif find the card's echo service on
-# port 7 and get ECONNREFUSED from an unbound card port, a card service
+# port 7 (also a 256 KiB stream through the 4 KiB rings) and get ECONNREFUSED from an unbound card port, a card service
 # connects to a host listener on port 3000, a connection to card port 9
 # makes the card leave SCIF on its own (SCIF_EXIT from the card, as for a
 # COSM shutdown: the host removes peer 1 and answers SCIF_EXIT_ACK), and
@@ -10,7 +10,7 @@
 # Needs the card services of guest-tests/scif.test.ts.
 . /opt/vphi/lib/mic-lib.sh
 
-plan 9
+plan 10
 
 set_boot_attrs
 if err=$(write_attr state boot); then pass boot-write; else fail boot-write "echo boot > state: $err"; fi
@@ -23,6 +23,8 @@ if grep -q 'Total Nodes 2' $d && grep -q '^1[[:space:]]*Running' $d; then pass n
 if [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; then pass scif-peer-dev1; else fail scif-peer-dev1 "$(ls /sys/bus/scif_peer_bus/devices 2>&1)"; fi
 
 expect echo-from-card "$(vphi-scif connect 1 7 hello-card)" "got hello-card"
+# 256 KiB through 4 KiB endpoint rings both ways: flow control by CLIENT_SENT / CLIENT_RCVD.
+expect stream-256k "$(vphi-scif stream 1 7 262144)" "stream 262144 ok"
 expect unbound-port-refused "$(vphi-scif connect 1 999 x)" "connect errno 111"
 
 r=$(vphi-scif accept 3000 9)

@@ -5,6 +5,10 @@
  *   vphi-scif connect NODE PORT TEXT   connect, send TEXT, receive as many
  *                                      bytes back; prints "got TEXT", or
  *                                      "connect errno N"
+ *   vphi-scif stream NODE PORT BYTES   connect to an echo, send BYTES of a
+ *                                      pattern from a child process while the
+ *                                      parent receives them back; prints
+ *                                      "stream BYTES ok" or where they differ
  *   vphi-scif accept PORT LEN          bind, listen, accept one connection,
  *                                      receive LEN bytes, send them back;
  *                                      prints "from node N port P: TEXT"
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct scif_port_id { uint16_t node, port; };
@@ -76,6 +81,65 @@ static int do_connect(int fd, int node, int port, char *text)
 	return 0;
 }
 
+static int connect_to(int fd, int node, int port)
+{
+	int any = 0;
+	struct scifioctl_connect c = { { 0, 0 }, { node, port } };
+
+	if (ioctl(fd, SCIF_BIND, &any) < 0)
+		die("bind");
+	if (ioctl(fd, SCIF_CONNECT, &c) < 0)
+		die("connect");
+	return 0;
+}
+
+static unsigned char pattern_at(long i)
+{
+	return (unsigned char)((i * 7 + (i >> 8)) & 0xff);
+}
+
+static int do_stream(int fd, int node, int port, long bytes)
+{
+	static unsigned char buf[65536];
+	long done = 0, i;
+	pid_t child;
+	int status;
+
+	connect_to(fd, node, port);
+	child = fork();
+	if (child < 0)
+		die("fork");
+	if (child == 0) {
+		while (done < bytes) {
+			int n = bytes - done > (long)sizeof(buf) ? (int)sizeof(buf) : (int)(bytes - done);
+
+			for (i = 0; i < n; i++)
+				buf[i] = pattern_at(done + i);
+			xfer(fd, SCIF_SEND, (char *)buf, n);
+			done += n;
+		}
+		_exit(0);
+	}
+	while (done < bytes) {
+		int n = bytes - done > (long)sizeof(buf) ? (int)sizeof(buf) : (int)(bytes - done);
+
+		xfer(fd, SCIF_RECV, (char *)buf, n);
+		for (i = 0; i < n; i++) {
+			if (buf[i] != pattern_at(done + i)) {
+				printf("stream byte %ld is 0x%02x, expected 0x%02x\n", done + i, buf[i], pattern_at(done + i));
+				return 1;
+			}
+		}
+		done += n;
+	}
+	if (waitpid(child, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		printf("stream sender failed\n");
+		return 1;
+	}
+	printf("stream %ld ok\n", bytes);
+	return 0;
+}
+
 static int do_accept(int fd, int port, int len)
 {
 	struct scifioctl_accept a = { SCIF_ACCEPT_SYNC, { 0, 0 }, 0 };
@@ -114,12 +178,18 @@ int main(int argc, char **argv)
 			die("open");
 		return do_connect(fd, atoi(argv[2]), atoi(argv[3]), argv[4]);
 	}
+	if (argc == 5 && !strcmp(argv[1], "stream")) {
+		fd = open("/dev/scif", O_RDWR);
+		if (fd < 0)
+			die("open");
+		return do_stream(fd, atoi(argv[2]), atoi(argv[3]), atol(argv[4]));
+	}
 	if (argc == 4 && !strcmp(argv[1], "accept")) {
 		fd = open("/dev/scif", O_RDWR);
 		if (fd < 0)
 			die("open");
 		return do_accept(fd, atoi(argv[2]), atoi(argv[3]));
 	}
-	fprintf(stderr, "usage: vphi-scif connect NODE PORT TEXT | accept PORT LEN\n");
+	fprintf(stderr, "usage: vphi-scif connect NODE PORT TEXT | stream NODE PORT BYTES | accept PORT LEN\n");
 	return 2;
 }
