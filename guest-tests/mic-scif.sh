@@ -10,7 +10,7 @@
 # Needs the card services of guest-tests/scif.test.ts.
 . /opt/vphi/lib/mic-lib.sh
 
-plan 10
+plan 12
 
 set_boot_attrs
 if err=$(write_attr state boot); then pass boot-write; else fail boot-write "echo boot > state: $err"; fi
@@ -22,9 +22,21 @@ while [ $i -lt 20 ] && ! grep -q 'Total Nodes 2' $d 2>/dev/null; do sleep 0.5; i
 if grep -q 'Total Nodes 2' $d && grep -q '^1[[:space:]]*Running' $d; then pass node-1-running; else fail node-1-running "$(cat $d 2>&1)"; fi
 if [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; then pass scif-peer-dev1; else fail scif-peer-dev1 "$(ls /sys/bus/scif_peer_bus/devices 2>&1)"; fi
 
+# scif_get_node_ids(): two nodes online, this one 0.
+expect get-nodeids "$(vphi-scif nodeids)" "len 2 self 0"
+
 expect echo-from-card "$(vphi-scif connect 1 7 hello-card)" "got hello-card"
 # 256 KiB through 4 KiB endpoint rings both ways: flow control by CLIENT_SENT / CLIENT_RCVD.
 expect stream-256k "$(vphi-scif stream 1 7 262144)" "stream 262144 ok"
+# 16 host programs at once, each with its own connection to the echo.
+i=1
+while [ $i -le 16 ]; do vphi-scif connect 1 7 "many-$i" > /tmp/scif-many-$i & i=$((i + 1)); done
+wait
+bad=""
+i=1
+while [ $i -le 16 ]; do [ "$(cat /tmp/scif-many-$i)" = "got many-$i" ] || bad="$bad $i:$(cat /tmp/scif-many-$i)"; i=$((i + 1)); done
+if [ -z "$bad" ]; then pass sixteen-at-once; else fail sixteen-at-once "$bad"; fi
+
 expect unbound-port-refused "$(vphi-scif connect 1 999 x)" "connect errno 111"
 
 r=$(vphi-scif accept 3000 9)

@@ -22,7 +22,7 @@ import { POLLIN, type CardService, type ScifApi } from '../device/x100/scif/api.
 import { micGuestFiles, runGuest, type GuestResult } from './guest.ts';
 import { findResult } from './ktap.ts';
 
-const TESTS = ['boot-write', 'node-1-running', 'scif-peer-dev1', 'echo-from-card', 'stream-256k', 'unbound-port-refused', 'card-connects-to-host', 'card-initiated-exit', 'reset-ready', 'no-driver-errors'];
+const TESTS = ['boot-write', 'node-1-running', 'scif-peer-dev1', 'get-nodeids', 'echo-from-card', 'stream-256k', 'sixteen-at-once', 'unbound-port-refused', 'card-connects-to-host', 'card-initiated-exit', 'reset-ready', 'no-driver-errors'];
 
 /** Echo on a card port: poll, take what is there, send it back. */
 function echoService(port: number): CardService {

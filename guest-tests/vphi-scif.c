@@ -9,6 +9,7 @@
  *                                      pattern from a child process while the
  *                                      parent receives them back; prints
  *                                      "stream BYTES ok" or where they differ
+ *   vphi-scif nodeids                  SCIF_GET_NODEIDS: prints "len L self S"
  *   vphi-scif accept PORT LEN          bind, listen, accept one connection,
  *                                      receive LEN bytes, send them back;
  *                                      prints "from node N port P: TEXT"
@@ -30,6 +31,7 @@ struct scif_port_id { uint16_t node, port; };
 struct scifioctl_connect { struct scif_port_id self, peer; };
 struct scifioctl_accept { int32_t flags; struct scif_port_id peer; uint64_t endpt; };
 struct scifioctl_msg { uint64_t msg; int32_t len, flags, out_len; };
+struct scifioctl_node_ids { uint64_t nodes, self; int32_t len; };
 #define SCIF_BIND _IOWR('s', 1, uint64_t)
 #define SCIF_LISTEN _IOW('s', 2, int32_t)
 #define SCIF_CONNECT _IOWR('s', 3, struct scifioctl_connect)
@@ -37,6 +39,7 @@ struct scifioctl_msg { uint64_t msg; int32_t len, flags, out_len; };
 #define SCIF_ACCEPTREG _IOWR('s', 5, uint64_t)
 #define SCIF_SEND _IOWR('s', 6, struct scifioctl_msg)
 #define SCIF_RECV _IOWR('s', 7, struct scifioctl_msg)
+#define SCIF_GET_NODEIDS _IOWR('s', 14, struct scifioctl_node_ids)
 #define SCIF_ACCEPT_SYNC 1
 #define SCIF_BLOCK 1
 
@@ -184,12 +187,24 @@ int main(int argc, char **argv)
 			die("open");
 		return do_stream(fd, atoi(argv[2]), atoi(argv[3]), atol(argv[4]));
 	}
+	if (argc == 2 && !strcmp(argv[1], "nodeids")) {
+		uint16_t ids[8] = { 0 }, self = 0xffff;
+		struct scifioctl_node_ids ni = { (uintptr_t)ids, (uintptr_t)&self, 8 };
+
+		fd = open("/dev/scif", O_RDWR);
+		if (fd < 0)
+			die("open");
+		if (ioctl(fd, SCIF_GET_NODEIDS, &ni) < 0)
+			die("nodeids");
+		printf("len %d self %d\n", ni.len, self);
+		return 0;
+	}
 	if (argc == 4 && !strcmp(argv[1], "accept")) {
 		fd = open("/dev/scif", O_RDWR);
 		if (fd < 0)
 			die("open");
 		return do_accept(fd, atoi(argv[2]), atoi(argv[3]));
 	}
-	fprintf(stderr, "usage: vphi-scif connect NODE PORT TEXT | stream NODE PORT BYTES | accept PORT LEN\n");
+	fprintf(stderr, "usage: vphi-scif connect NODE PORT TEXT | stream NODE PORT BYTES | nodeids | accept PORT LEN\n");
 	return 2;
 }
