@@ -220,7 +220,8 @@ export class Endpoints {
     return [...this.byHandle.values()];
   }
 
-  private find(handle: bigint): CardEndpoint | undefined {
+  /** The card endpoint a message's handle names (the RMA layer resolves p0 with it). */
+  find(handle: bigint): CardEndpoint | undefined {
     return this.byHandle.get(handle);
   }
 
