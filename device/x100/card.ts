@@ -29,12 +29,18 @@ import { CardAddressSpace } from './memory.ts';
 import { Bootstrap } from './boot/bootstrap.ts';
 import { DMA_BLOCKS } from './dma/regs.ts';
 import { DmaEngine } from './dma/engine.ts';
+import { ScifNode } from './scif/node.ts';
+import { scifRegion } from './scif/alloc.ts';
+import { ServiceRunner } from './scif/services.ts';
+import type { CardService } from './scif/api.ts';
 
 export interface X100Options {
   /** BAR0 size in bytes: a power of two (default 512 MiB). */
   apertureSize?: number;
   /** How long an RGCR reset takes before SPAD2 reads ready again (default 100 ms). */
   resetDelayMs?: number;
+  /** Card services, started with the SCIF node's API while node 0 is a live peer. */
+  services?: CardService[];
 }
 
 /** Every block of BAR4, in address order. */
@@ -66,6 +72,9 @@ export class X100Card implements DeviceModel {
   readonly intc: InterruptController;
   readonly dma: DmaEngine;
   readonly bootstrap: Bootstrap;
+  /** The card's SCIF node (node 1 for the first card). */
+  readonly scif: ScifNode;
+  readonly services: ServiceRunner;
 
   constructor(
     readonly env: DeviceEnv,
@@ -84,6 +93,16 @@ export class X100Card implements DeviceModel {
       schedule: (fn) => env.schedule(fn),
       tracer: env.tracer,
     });
+    this.scif = new ScifNode({
+      mem: this.mem,
+      doorbells: this.intc.doorbells,
+      raiseHostDoorbell: (db) => this.intc.raise(db),
+      after: (ms, fn) => env.after(ms, fn),
+      schedule: (fn) => env.schedule(fn),
+      tracer: env.tracer,
+      region: scifRegion(this.aperture.byteLength),
+    });
+    this.services = new ServiceRunner(this.scif, opts.services ?? []);
     this.bootstrap = new Bootstrap({
       regs: this.bar4,
       mem: this.mem,
@@ -91,6 +110,7 @@ export class X100Card implements DeviceModel {
       doorbells: this.intc.doorbells,
       after: (ms, fn) => env.after(ms, fn),
       onCardReset: () => this.cardReset(),
+      onBooted: (rec) => this.scif.start(rec),
       bootAddr: defaultBootAddr(this.aperture.byteLength),
       resetDelayMs: opts.resetDelayMs,
     });
@@ -99,6 +119,7 @@ export class X100Card implements DeviceModel {
 
   /** RGCR: the registers declared cardReset 'clear' (DMA, SICR0, doorbells) back to reset; the engines stop. */
   private cardReset(): void {
+    this.scif.stop('card reset');
     this.bar4.reset('card');
     this.dma.reset();
     this.intc.updateIntx();
@@ -107,6 +128,7 @@ export class X100Card implements DeviceModel {
   /** PCI-level reset, power-on, or the client went away: every register to its reset value. */
   reset(reason: string): void {
     if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'reset', reason });
+    this.scif.stop(`PCI reset: ${reason}`);
     this.bar4.reset('power');
     this.dma.reset();
     this.bootstrap.powerOn();
