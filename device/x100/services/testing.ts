@@ -567,3 +567,40 @@ export class FakeScifFabric {
     });
   }
 }
+
+/** A clock for tests: `after` timers fire only when advance() passes them. */
+export class FakeClock {
+  now = 0;
+  private timers: { at: number; seq: number; fn: () => void }[] = [];
+  private seq = 0;
+
+  readonly after = (ms: number, fn: () => void): (() => void) => {
+    const t = { at: this.now + Math.max(0, ms), seq: this.seq++, fn };
+    this.timers.push(t);
+    return () => {
+      const i = this.timers.indexOf(t);
+      if (i >= 0) this.timers.splice(i, 1);
+    };
+  };
+
+  /** Timers armed and neither fired nor cancelled. */
+  get live(): number {
+    return this.timers.length;
+  }
+
+  /** Move time forward by `ms`, firing due timers in order, settling `settle` after each. */
+  async advance(ms: number, settle: () => Promise<void> = () => Promise.resolve()): Promise<void> {
+    const end = this.now + ms;
+    for (;;) {
+      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const t = this.timers[0];
+      if (!t || t.at > end) break;
+      this.timers.shift();
+      this.now = t.at;
+      t.fn();
+      await settle();
+    }
+    this.now = end;
+    await settle();
+  }
+}
