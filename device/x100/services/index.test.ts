@@ -116,6 +116,18 @@ describe('--service FILE', () => {
     expect(f.openEndpoints(1)).toBe(0);
   });
 
+  it('loads TypeScript and CommonJS files too', async () => {
+    const ts = await loadServiceModule(file('t.ts', 'export default (api: unknown): void => { void api; };'));
+    expect(ts.name).toBe('t');
+    const cjs = await loadServiceModule(file('c.cjs', 'module.exports = { default: (api) => { api.open(); } };'));
+    const f = new FakeScifFabric();
+    cjs.start(f.api(1));
+    expect(f.openEndpoints(1)).toBe(1);
+    cjs.stop();
+    await f.settle();
+    expect(f.openEndpoints(1)).toBe(0);
+  });
+
   it('a bad file is one clear error line', async () => {
     await expect(loadServiceModule(join(dir, 'missing.mjs'))).rejects.toThrow(/^--service: no such file: .*missing\.mjs$/);
     await expect(loadServiceModule(file('syntax.mjs', 'export default (;'))).rejects.toThrow(/^--service: cannot load .*syntax\.mjs: /);

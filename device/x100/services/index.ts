@@ -45,6 +45,15 @@ export function cardServices(list = 'all', o: ServiceOptions = {}): CardService[
   return SERVICE_NAMES.filter((n) => picked.has(n)).map((n) => MAKERS[n](o));
 }
 
+/** An error's first line, and the next if the first only announces it ("... 1 error:"). */
+function oneLine(msg: string): string {
+  const lines = msg
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  return (lines[0]?.endsWith(':') ? lines.slice(0, 2) : lines.slice(0, 1)).join(' ');
+}
+
 function isCardService(x: unknown): x is CardService {
   return (
     typeof x === 'object' &&
@@ -66,11 +75,13 @@ export async function loadServiceModule(file: string, o: { tracer?: Tracer } = {
   if (!existsSync(abs)) throw new Error(`--service: no such file: ${file}`);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+    mod = await importModule(abs);
   } catch (e) {
-    throw new Error(`--service: cannot load ${file}: ${errText(e).split('\n')[0]}`);
+    throw new Error(`--service: cannot load ${file}: ${oneLine(errText(e))}`);
   }
-  const d = mod.default;
+  let d = mod.default;
+  // A .ts file outside a "type": "module" package loads as CommonJS: its exports object is the default.
+  if (d && typeof d === 'object' && !isCardService(d) && 'default' in d) d = (d as { default: unknown }).default;
   const name = basename(abs).replace(/\.[^.]*$/, '');
   const trace = (data: Record<string, unknown>) => {
     if (tracer.enabled) tracer.event('service', { service: name, ...data });
@@ -78,6 +89,27 @@ export async function loadServiceModule(file: string, o: { tracer?: Tracer } = {
   if (isCardService(d)) return guarded(d, trace);
   if (typeof d === 'function') return new FunctionService(name, d as (api: ScifApi) => unknown, trace);
   throw new Error(`--service: ${file}: the default export must be a function (api) => void or a CardService`);
+}
+
+/**
+ * import() the file; if Node refuses a TypeScript file (a .ts outside a
+ * "type": "module" package under the tsx loader), load it through tsx's
+ * own tsImport(), whose error is then the one that says what is wrong.
+ */
+async function importModule(abs: string): Promise<Record<string, unknown>> {
+  try {
+    return (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+  } catch (first) {
+    if (!/\.[cm]?ts$/.test(abs)) throw first;
+    try {
+      const { tsImport } = (await import('tsx/esm/api')) as {
+        tsImport(spec: string, parent: string): Promise<Record<string, unknown>>;
+      };
+      return await tsImport(pathToFileURL(abs).href, import.meta.url);
+    } catch (second) {
+      throw (first as { code?: string }).code === 'ERR_REQUIRE_CYCLE_MODULE' ? second : first;
+    }
+  }
 }
 
 /** A user's CardService whose start/stop never throw into the card model. */

@@ -187,4 +187,21 @@ describe('RMA agent (port 2003)', () => {
     await r.f.settle();
     expect(r.f.openEndpoints(1)).toBe(0);
   });
+
+  it('garbage requests each get an answer with a negative errno; the agent stays up', async () => {
+    const r = rig();
+    const ep = await r.connect();
+    const n = 200;
+    const junk = Buffer.from(pattern(0x5eed, 48 * n));
+    for (let i = 0; i < n; i++) junk.writeBigUInt64LE(BigInt(i), i * 48 + 40); // tags
+    await sendAll(ep, junk);
+    const raw = await recvExact(ep, RMA_REPLY_SIZE * n);
+    for (let i = 0; i < n; i++) {
+      const rep = decodeRmaReply(raw.subarray(i * RMA_REPLY_SIZE));
+      expect(rep.tag).toBe(BigInt(i));
+      expect(rep.status).toBeLessThan(0);
+    }
+    expect((await r.call(ep, r.req(RMA_OP.PEEK, { tag: 5n }))).status).toBe(-ERRNO.ENXIO);
+    r.agent.stop();
+  });
 });
