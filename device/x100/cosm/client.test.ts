@@ -203,4 +203,25 @@ describe('CosmClient (cosm_scif_client.c)', () => {
     expect(r.fabric.pending).toBe(0);
     expect(r.clock.live).toBe(0);
   });
+
+  it('a message split across sends is one message; a partial one at disconnect is traced', async () => {
+    const r = rig();
+    const lep = r.listen();
+    r.client.start(r.fabric.api(1));
+    const { ep: host } = await lep.accept({ block: true });
+    const m = encodeCosmMsg({ id: 1n, tv_sec: 9n, tv_nsec: 1n });
+    await host.send(m.subarray(0, 5), { block: true });
+    await r.settle();
+    expect(r.client.syncTime).toBeNull();
+    await host.send(m.subarray(5), { block: true });
+    await r.settle();
+    expect(r.client.syncTime?.tv_sec).toBe(9);
+    await host.send(m.subarray(0, 10), { block: true });
+    await r.settle();
+    await host.close();
+    await r.settle();
+    expect(r.client.state).toBe('disconnected');
+    expect(r.tracer.events).toContainEqual(expect.objectContaining({ error: 'partial cosm_msg at disconnect', bytes: 10 }));
+    expect(r.clock.live).toBe(0);
+  });
 });

@@ -159,22 +159,29 @@ export class CosmClient implements CardService {
 
   /** One cosm_msg; null when the peer has gone (a partial message is traced and dropped). */
   private async recvMsg(ep: ScifEndpoint, block: boolean): Promise<CosmMsg | null> {
+    const gone = (e: unknown) => e instanceof ScifError && (e.code === 'ECONNRESET' || e.code === 'ENOTCONN');
     let buf: Uint8Array;
     try {
       buf = await ep.recv(COSM_MSG_SIZE, { block });
-      if (!block && buf.length === 0) return null;
-      // A short non-blocking read: the rest of the message is on its way.
-      while (buf.length < COSM_MSG_SIZE) {
-        const rest = await ep.recv(COSM_MSG_SIZE - buf.length, { block: true });
-        if (rest.length === 0) break;
-        buf = Buffer.concat([buf, rest]);
-      }
     } catch (e) {
-      if (e instanceof ScifError && (e.code === 'ECONNRESET' || e.code === 'ENOTCONN')) return null;
+      if (gone(e)) return null;
       throw e;
     }
+    if (!block && buf.length === 0) return null;
+    // A short read: the rest of the message is on its way, or the peer went.
+    while (buf.length > 0 && buf.length < COSM_MSG_SIZE) {
+      let rest: Uint8Array;
+      try {
+        rest = await ep.recv(COSM_MSG_SIZE - buf.length, { block: true });
+      } catch (e) {
+        if (gone(e)) break;
+        throw e;
+      }
+      if (rest.length === 0) break;
+      buf = Buffer.concat([buf, rest]);
+    }
     if (buf.length < COSM_MSG_SIZE) {
-      this.trace({ error: 'partial cosm_msg at disconnect', bytes: buf.length });
+      if (buf.length) this.trace({ error: 'partial cosm_msg at disconnect', bytes: buf.length });
       return null;
     }
     return decodeCosmMsg(buf);

@@ -97,4 +97,20 @@ describe('echo service (port 2000)', () => {
     expect(tracer.events).toContainEqual(expect.objectContaining({ kind: 'service', service: 'echo', error: 'listen' }));
     expect(echo.endpoints).toBe(0);
   });
+
+  it('restarts cleanly: start/stop 20 times with a live connection each time', async () => {
+    const f = new FakeScifFabric();
+    const echo = new EchoService();
+    for (let i = 0; i < 20; i++) {
+      echo.start(f.api(1));
+      const ep = await dial(f);
+      await sendAll(ep, pattern(i, 10));
+      expect(Buffer.from(await recvExact(ep, 10)).equals(Buffer.from(pattern(i, 10)))).toBe(true);
+      echo.stop();
+      await f.settle();
+      expect(f.openEndpoints(1)).toBe(0);
+      await ep.close();
+    }
+    expect(f.pending).toBe(0);
+  });
 });
