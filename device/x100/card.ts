@@ -33,6 +33,7 @@ import { ScifNode } from './scif/node.ts';
 import { scifRegion } from './scif/alloc.ts';
 import { ServiceRunner } from './scif/services.ts';
 import type { CardService } from './scif/api.ts';
+import { CosmClient } from './cosm/client.ts';
 
 export interface X100Options {
   /** BAR0 size in bytes: a power of two (default 512 MiB). */
@@ -41,6 +42,8 @@ export interface X100Options {
   resetDelayMs?: number;
   /** Card services, started with the SCIF node's API while node 0 is a live peer. */
   services?: CardService[];
+  /** Run the card OS's COSM client (default true; unit tests of bare SCIF turn it off). */
+  cosm?: boolean;
 }
 
 /** Every block of BAR4, in address order. */
@@ -75,6 +78,8 @@ export class X100Card implements DeviceModel {
   /** The card's SCIF node (node 1 for the first card). */
   readonly scif: ScifNode;
   readonly services: ServiceRunner;
+  /** The card OS's COSM client (cosm_scif_client.c): what makes the host show `online`. */
+  readonly cosm: CosmClient;
 
   constructor(
     readonly env: DeviceEnv,
@@ -102,7 +107,13 @@ export class X100Card implements DeviceModel {
       tracer: env.tracer,
       region: scifRegion(this.aperture.byteLength),
     });
-    this.services = new ServiceRunner(this.scif, opts.services ?? []);
+    this.cosm = new CosmClient({
+      after: (ms, fn) => env.after(ms, fn),
+      now: () => Date.now(), // only to trace the skew against the host's SYNC_TIME
+      tracer: env.tracer,
+      halt: () => void this.scif.exit(), // orderly_poweroff(): scif_remove() leaves SCIF
+    });
+    this.services = new ServiceRunner(this.scif, [...(opts.cosm === false ? [] : [this.cosm]), ...(opts.services ?? [])]);
     this.bootstrap = new Bootstrap({
       regs: this.bar4,
       mem: this.mem,

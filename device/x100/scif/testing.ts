@@ -169,8 +169,9 @@ export class LinuxScifHost {
   private nextEp = 1;
   private nextPort = 1089;
 
+  /** The card's COSM client stays off unless asked for (`cosm: true`). */
   constructor(opts: LinuxScifHostOptions = {}) {
-    const { env, card, w } = makeCard(opts);
+    const { env, card, w } = makeCard({ cosm: false, ...opts });
     this.env = env;
     this.card = card;
     this.ram = env.mapRam(RAM_IOVA, RAM_SIZE);
