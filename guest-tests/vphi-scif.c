@@ -244,6 +244,18 @@ static int ep_connect(int fd, int node, int port, struct scif_port_id *self)
 	return r;
 }
 
+/*
+ * Binds to any port first: Linux 5.8's __scif_connect() keeps the port
+ * scif_get_new_port() returned for an UNBOUND endpoint in `err`, returns
+ * it as success and never sends CNCT_REQ (4.9 connects). So an unbound
+ * connect "succeeds" with nothing connected there.
+ */
+static int ep_connect_bound(int fd, int node, int port, struct scif_port_id *self)
+{
+	int r = ep_bind(fd, 0);
+	return r < 0 ? r : ep_connect(fd, node, port, self);
+}
+
 /* A new endpoint connected to node:port, or -1 (reported). */
 static int ep_dial(int node, int port)
 {
@@ -251,7 +263,7 @@ static int ep_dial(int node, int port)
 	if (fd < 0)
 		return -1;
 	struct scif_port_id self;
-	int r = ep_connect(fd, node, port, &self);
+	int r = ep_connect_bound(fd, node, port, &self);
 	if (r) {
 		ktap_diag("connect to %d:%d: %s", node, port, strerror(-r));
 		close(fd);
@@ -449,13 +461,33 @@ static int wait_fd(int fd, short events, int timeout_ms)
 	return r > 0 ? p.revents : 0;
 }
 
-/* SIGALRM ends a blocking SCIF call with EINTR (wait_event_interruptible()): the watchdog of blocking code. */
+/*
+ * The watchdog of blocking code: a SIGALRM after secs ends a blocking SCIF
+ * call with EINTR (wait_event_interruptible()). A child sends it: the guest
+ * kernel has no POSIX timers, so no alarm().
+ */
+static pid_t watchdog_pid;
 static void on_alarm(int sig) { (void)sig; }
 static void watchdog(int secs)
 {
 	struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART */
 	sigaction(SIGALRM, &sa, NULL);
-	alarm((unsigned)secs);
+	pid_t parent = getpid();
+	watchdog_pid = fork();
+	if (watchdog_pid == 0) {
+		sleep((unsigned)secs);
+		kill(parent, SIGALRM);
+		_exit(0);
+	}
+}
+
+static void watchdog_off(void)
+{
+	if (watchdog_pid > 0) {
+		kill(watchdog_pid, SIGKILL);
+		waitpid(watchdog_pid, NULL, 0);
+	}
+	watchdog_pid = 0;
 }
 
 /* ------------------------------------------------------------ sysfs (COSM) */
@@ -631,7 +663,7 @@ static int t_refused(void)
 		int fd = ep_open();
 		if (fd < 0)
 			return 0;
-		int r = ep_connect(fd, o.node, o.refused_port, NULL);
+		int r = ep_connect_bound(fd, o.node, o.refused_port, NULL);
 		close(fd);
 		if (r != -ECONNREFUSED) {
 			ktap_diag("connect to %d:%d: %s, expected ECONNREFUSED", o.node, o.refused_port, r ? strerror(-r) : "connected");
@@ -947,7 +979,7 @@ static int t_rtt(void)
 		} else if (i >= 0)
 			us[i] = t;
 	}
-	alarm(0);
+	watchdog_off();
 	if (ok) {
 		qsort(us, (size_t)n, sizeof(*us), cmp_u64);
 		ktap_diag("rtt_us=%" PRIu64 " (median of %d 64-byte round trips to %d:%d; min %" PRIu64 ", p90 %" PRIu64
@@ -1010,7 +1042,7 @@ static int t_stream(void)
 				  o.node, o.source_port);
 		free(in);
 	}
-	alarm(0);
+	watchdog_off();
 	close_fd(sink);
 	close_fd(source);
 	free(buf);
@@ -1153,7 +1185,7 @@ static int64_t agent_dial(uint64_t port, uint64_t len, uint32_t seed, uint64_t n
 	int fd = open("/dev/scif", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int r = ep_connect(fd, (int)node, (int)port, NULL);
+	int r = ep_connect_bound(fd, (int)node, (int)port, NULL);
 	if (r) {
 		close(fd);
 		return r;
