@@ -23,6 +23,7 @@
  * VPHI_SCIF_ONLINE_TIMEOUT (seconds, 30).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,8 +32,9 @@ import { qemuBinary } from '../src/qemu/command.ts';
 import { MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
 import { DeviceServer } from '../src/server.ts';
 import { x100Spec, type X100Card } from '../device/x100/card.ts';
-import { micGuestFiles, runGuest, type GuestResult } from './guest.ts';
-import { findResult, type KtapResult } from './ktap.ts';
+import { ensureGuestPrograms, micGuestFiles, runGuest, type GuestResult } from './guest.ts';
+import { findResult, parseKtap, type KtapResult } from './ktap.ts';
+import { GUEST_CACHE } from './initramfs.ts';
 
 const kernel = micKernel();
 if (!kernel) console.log('SKIP: no MIC guest kernel');
@@ -45,6 +47,9 @@ const ready = kernel !== null && nativeAvailable() && existsSync(qemuBinary());
 const CARD_SCIF_NODE = false;
 const STRICT = CARD_SCIF_NODE || process.env.VPHI_SCIF_STRICT === '1';
 const CYCLES = Math.max(1, Number(process.env.VPHI_SCIF_CYCLES ?? 20));
+/** Per guest command (init.sh's vphi.timeout) and for the whole guest: a cycle takes a few seconds, 10 at most. */
+const COMMAND_TIMEOUT_S = 60 + CYCLES * 10;
+const GUEST_TIMEOUT_MS = (120 + 2 * CYCLES * 10) * 1000;
 /** Seconds mic-scif-boot waits for `online` (its default: 30). */
 const ONLINE_TIMEOUT = process.env.VPHI_SCIF_ONLINE_TIMEOUT;
 
@@ -69,6 +74,26 @@ const explain = (r: KtapResult | undefined): string => (r ? [...r.diagnostics.ma
 const benchLines = (r: KtapResult | undefined): string[] =>
   (r?.subtests?.results ?? []).flatMap((x) => x.diagnostics.filter((d) => /^(rtt_us|stream_)/.test(d)));
 
+describe('vphi-scif on the build host (static, no SCIF needed)', () => {
+  it('selftest: pattern() and crc32() are those of the card services', () => {
+    ensureGuestPrograms();
+    const out = execFileSync(join(GUEST_CACHE, 'bin/vphi-scif'), ['selftest'], { encoding: 'utf8' });
+    const doc = parseKtap(out.split('\n'));
+    expect(doc.results.map((r) => [r.name, r.ok]), out).toEqual([['selftest', true]]);
+  });
+
+  it('serve: a word that is neither a known port nor SERVICE=PORT is a usage error (status 2)', () => {
+    ensureGuestPrograms();
+    let status: number | null = null;
+    try {
+      execFileSync(join(GUEST_CACHE, 'bin/vphi-scif'), ['serve', 'bogus=1'], { stdio: 'pipe' });
+    } catch (e) {
+      status = (e as { status: number | null }).status;
+    }
+    expect(status).toBe(2);
+  });
+});
+
 describe.skipIf(!ready)('SCIF through /dev/scif (Linux MIC host stack, vphi-scif)', () => {
   let dir: string;
   let server: DeviceServer<X100Card>;
@@ -84,13 +109,13 @@ describe.skipIf(!ready)('SCIF through /dev/scif (Linux MIC host stack, vphi-scif
       run = await runGuest({
         socketPath,
         kernel: kernel!,
-        append: [MIC_APPEND, 'vphi.timeout=200', STRICT && 'vphi.scif_strict=1', ONLINE_TIMEOUT && `vphi.scif_online_timeout=${ONLINE_TIMEOUT}`]
+        append: [MIC_APPEND, `vphi.timeout=${COMMAND_TIMEOUT_S}`, STRICT && 'vphi.scif_strict=1', ONLINE_TIMEOUT && `vphi.scif_online_timeout=${ONLINE_TIMEOUT}`]
           .filter(Boolean)
           .join(' '),
         tests: Object.values(CMD),
         files: micGuestFiles(),
         memoryMiB: 512,
-        timeoutMs: 230_000,
+        timeoutMs: GUEST_TIMEOUT_MS,
         onLine: (l) => lines.push(l),
       });
     } catch (e) {
@@ -101,7 +126,7 @@ describe.skipIf(!ready)('SCIF through /dev/scif (Linux MIC host stack, vphi-scif
     if (!online && !STRICT) console.log('SKIP: card SCIF node not online');
     for (const l of [...benchLines(findResult(run.ktap, CMD.loopBench)), ...benchLines(findResult(run.ktap, CMD.cardBench))])
       console.log(`vphi-scif: ${l}`);
-  }, 260_000);
+  }, GUEST_TIMEOUT_MS + 30_000);
 
   afterAll(() => {
     server?.close();
