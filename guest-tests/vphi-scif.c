@@ -937,7 +937,8 @@ static int t_close_host(void)
 	/* Each service still answers a new connection. */
 	uint8_t *big = xmalloc(4 * KiB + 8), *want = xmalloc(4 * KiB);
 	fd = ep_dial(o.node, o.echo_port);
-	ok = fd >= 0 && xfer1(fd, buf, 4 * KiB, in, 4 * KiB, "echo afterwards") && same_bytes(in, buf, 4 * KiB, "echo afterwards") && ok;
+	ok = fd >= 0 && xfer1(fd, buf, 4 * KiB, in, 4 * KiB, "echo afterwards") &&
+	     same_bytes(in, buf, 4 * KiB, "echo afterwards") && ok;
 	close_fd(fd);
 	fd = ep_dial(o.node, o.sink_port);
 	ok = fd >= 0 && sink_once(fd, big, 4 * KiB, 11, 0) && ok;
@@ -1226,7 +1227,7 @@ static void svc_source(int fd)
 	}
 }
 
-/* DIAL (card-services' agent): connect to node d port a, send pattern(c, b) while receiving; CRC32 of what came back. */
+/* The agent's DIAL: connect to node d port a, send pattern(c, b) while receiving; value: CRC32 of what came back. */
 static int64_t agent_dial(uint64_t port, uint64_t len, uint32_t seed, uint64_t node, uint64_t *value)
 {
 	if (len > 64 * MiB)
@@ -1301,8 +1302,9 @@ static int serve(int argc, char **argv)
 		} else {
 			const char *eq = strchr(argv[i], '=');
 			p = (int)vg_parse_num("port", eq ? eq + 1 : argv[i]);
+			size_t len = eq ? (size_t)(eq - argv[i]) : 0;
 			for (int k = 0; k < NSERVICES; k++)
-				if (eq ? (size_t)(eq - argv[i]) == strlen(services[k].name) && !strncmp(argv[i], services[k].name, (size_t)(eq - argv[i]))
+				if (eq ? len == strlen(services[k].name) && !strncmp(argv[i], services[k].name, len)
 				       : services[k].port == p)
 					s = k;
 			if (s < 0)
