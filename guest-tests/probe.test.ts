@@ -26,10 +26,10 @@ describe.skipIf(!ready)('vphi-probe against the card', () => {
   let dir: string;
   let server: DeviceServer<X100Card>;
   let socketPath: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vphi-probe-test-'));
     socketPath = join(dir, 'card.sock');
-    server = startCard({ socketPath, apertureSize: APERTURE, trace: join(dir, 'trace.jsonl'), verbose: false }, () => {});
+    server = await startCard({ socketPath, apertureSize: APERTURE, trace: join(dir, 'trace.jsonl'), verbose: false }, () => {});
   });
   afterAll(() => {
     server?.close();

@@ -119,7 +119,7 @@ interface Session {
 /** The card in this process and an idle Debian guest, so guest RAM is mapped. */
 async function session(dir: string): Promise<Session> {
   const socketPath = join(dir, 'card.sock');
-  const server = startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
   const initrd = await buildGuestInitramfs([]);
   const q = startQemu(
     { kernel: debianKernel(), initrd, append: 'vphi.tests=sleep,600', memoryMiB: 1024, socketPath },
@@ -210,7 +210,7 @@ function benchEngine(s: Session): void {
 async function benchGuest(dir: string): Promise<void> {
   line('4. The same transfers driven by the guest (vphi-dma bench: TCG guest, real vfio-user path)');
   const socketPath = join(dir, 'g.sock');
-  const server = startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
   try {
     const res = await runGuest({ socketPath, tests: ['vphi-dma bench'], memoryMiB: 1024, timeoutMs: 300_000 });
     const lines = res.lines.filter((l) => /# bench /.test(l)).map((l) => l.replace(/^\s*# bench /, ''));

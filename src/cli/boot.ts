@@ -35,7 +35,7 @@ export async function boot(o: BootOptions): Promise<number> {
   const socketPath = o.socketPath ?? join(dir as string, 'card.sock');
   let server;
   try {
-    server = startCard({ socketPath, apertureSize: o.apertureSize, trace: o.trace, verbose: o.verbose }, log);
+    server = await startCard({ ...o, socketPath }, log);
   } catch (e) {
     if (dir) rmSync(dir, { recursive: true, force: true });
     throw e;

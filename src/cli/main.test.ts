@@ -25,7 +25,7 @@ describe('the vphi command line', () => {
   });
 
   it('answers a bad argument with one clear line and status 2', { timeout: 60_000 }, () => {
-    for (const args of [['serve'], ['serve', '--socket-path', '/tmp/x', '--fd', '3'], ['boot', '--aperture', '3M'], ['frob'], ['trace', '/nonexistent'], ['serve', '--bogus'], ['boot', '--memory'], ['initramfs'], ['help', 'frob']]) {
+    for (const args of [['serve'], ['serve', '--socket-path', '/tmp/x', '--fd', '3'], ['boot', '--aperture', '3M'], ['frob'], ['trace', '/nonexistent'], ['serve', '--bogus'], ['boot', '--memory'], ['initramfs'], ['help', 'frob'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--services', 'echo,bogus'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--service', '/nonexistent.ts']]) {
       const r = vphi(...args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
@@ -48,8 +48,8 @@ describe('the vphi command line', () => {
 
   it("prints one command's usage for COMMAND --help, COMMAND -h and help COMMAND, before checking anything else", { timeout: 60_000 }, () => {
     const options: Record<string, string[]> = {
-      serve: ['--socket-path PATH', '--fd N', '--aperture SIZE', '--trace FILE', '-v, --verbose'],
-      boot: ['--kernel FILE', '--initrd FILE', '--append TEXT', '--memory SIZE', '--socket-path PATH', '--aperture SIZE', '--trace FILE'],
+      serve: ['--socket-path PATH', '--fd N', '--aperture SIZE', '--trace FILE', '--services LIST', '--service FILE', '-v, --verbose'],
+      boot: ['--kernel FILE', '--initrd FILE', '--append TEXT', '--memory SIZE', '--socket-path PATH', '--aperture SIZE', '--trace FILE', '--services LIST', '--service FILE'],
       trace: ['--reg NAME', '--block NAME', '--kind KIND'],
       initramfs: ['--out FILE', '--init FILE', '--programs', '--add HOST:/GUEST'],
     };

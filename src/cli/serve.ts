@@ -5,6 +5,8 @@ import { loadNativeBinding } from '../binding/native.ts';
 import { DeviceServer } from '../server.ts';
 import { createTracer, NULL_TRACER } from '../trace/tracer.ts';
 import { x100Spec, type X100Card } from '../../device/x100/card.ts';
+import { cardServices, loadServiceModule } from '../../device/x100/services/index.ts';
+import type { CardService } from '../../device/x100/scif/api.ts';
 import { UsageError } from './args.ts';
 import type { CardSettings } from './options.ts';
 
@@ -23,14 +25,21 @@ export function stderrLogger(verbose: boolean): Logger {
 }
 
 /** Start the x100 card on a socket; throws a UsageError for bad settings. */
-export function startCard(o: ServeOptions, log: Logger): DeviceServer<X100Card> {
+export async function startCard(o: ServeOptions, log: Logger): Promise<DeviceServer<X100Card>> {
+  const tracer = o.trace ? createTracer(o.trace) : NULL_TRACER;
+  let services: CardService[];
+  try {
+    services = cardServices(o.services ?? 'all', { tracer });
+    for (const f of o.serviceFiles ?? []) services.push(await loadServiceModule(f, { tracer }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   let spec;
   try {
-    spec = x100Spec({ apertureSize: o.apertureSize });
+    spec = x100Spec({ apertureSize: o.apertureSize, services });
   } catch (e) {
     throw new UsageError(`--aperture: ${(e as Error).message}`);
   }
-  const tracer = o.trace ? createTracer(o.trace) : NULL_TRACER;
   // With --fd the addon serves the inherited socket and never uses the path.
   const socketPath = o.socketPath ?? `fd:${o.fd}`;
   return new DeviceServer(loadNativeBinding(), { ...spec, listenFd: o.fd }, { socketPath, tracer, log });
@@ -38,7 +47,7 @@ export function startCard(o: ServeOptions, log: Logger): DeviceServer<X100Card> 
 
 export async function serve(o: ServeOptions): Promise<number> {
   const log = stderrLogger(o.verbose);
-  const server = startCard(o, log);
+  const server = await startCard(o, log);
   process.stderr.write(
     `vphi: serving an Intel Xeon Phi x100 (8086:225c) on ${o.fd !== undefined ? `fd ${o.fd}` : o.socketPath}` +
       `${o.trace ? `, tracing to ${o.trace}` : ''}\n`,
