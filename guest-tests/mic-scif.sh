@@ -18,7 +18,7 @@ if err=$(write_attr state boot); then pass boot-write; else fail boot-write "ech
 # The card publishes its queue pair at once; the host's first poll is 1 s after scif_probe().
 d=/sys/kernel/debug/scif/scif_dev
 i=0
-while [ $i -lt 20 ] && ! grep -q 'Total Nodes 2' $d 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
+while [ $i -lt 60 ] && ! grep -q 'Total Nodes 2' $d 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
 if grep -q 'Total Nodes 2' $d && grep -q '^1[[:space:]]*Running' $d; then pass node-1-running; else fail node-1-running "$(cat $d 2>&1)"; fi
 if [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; then pass scif-peer-dev1; else fail scif-peer-dev1 "$(ls /sys/bus/scif_peer_bus/devices 2>&1)"; fi
 
@@ -48,7 +48,7 @@ esac
 # Card port 9 makes the card exit; the host's endpoint is then reset under it.
 vphi-scif connect 1 9 bye >/dev/null
 i=0
-while [ $i -lt 20 ] && [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; do sleep 0.5; i=$((i + 1)); done
+while [ $i -lt 60 ] && [ -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; do sleep 0.5; i=$((i + 1)); done
 if grep -q 'Total Nodes 1' $d && [ ! -e /sys/bus/scif_peer_bus/devices/scif_peer-dev1 ]; then
   pass card-initiated-exit
 else
