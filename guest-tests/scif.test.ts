@@ -31,7 +31,7 @@ function echoService(port: number): CardService {
     start(api: ScifApi) {
       const l = api.open();
       l.bind(port);
-      l.listen(8);
+      l.listen(32); // sixteen-at-once: all 16 requests may queue before accept takes one (scif_cnctreq() rejects beyond the backlog)
       void (async () => {
         for (;;) {
           const { ep } = await l.accept();
