@@ -120,6 +120,21 @@ describe('host connects to a card listener', () => {
     expect(Buffer.from(got).equals(Buffer.from(data))).toBe(true);
   });
 
+  it('non-blocking send puts in what fits (4095 bytes of a 4 KiB ring), then 0 until the host reads', async () => {
+    const h = await up();
+    const l = h.card.scif.api.open();
+    l.bind(2005);
+    l.listen(1);
+    const acc = l.accept();
+    const hep = await hostConnect(h, 2005);
+    const { ep } = await acc;
+    expect(await ep.send(bytes(10_000))).toBe(4095);
+    expect(await ep.send(bytes(10))).toBe(0);
+    await h.settle();
+    expect((await hostRecvAll(h, hep, 4095)).length).toBe(4095);
+    expect(await ep.send(bytes(10))).toBe(10);
+  });
+
   it('non-blocking recv returns what is there; poll reports POLLIN / POLLOUT / POLLHUP', async () => {
     const h = await up();
     const l = h.card.scif.api.open();
