@@ -97,6 +97,10 @@ export class ScifNode {
   private sendRetries = 0;
   private retryArmed = false;
   private serviceQueued = false;
+  /** A host doorbell is queued (ringHost()). */
+  private ringQueued = false;
+  /** Bumped by stop(): a doorbell queued before a reset is not rung after it. */
+  private stops = 0;
   /** Bumped on every stop/start: work scheduled for an older session is dropped. */
   private session = 0;
   private readonly handlers = new Map<number, MsgHandler>();
@@ -253,6 +257,7 @@ export class ScifNode {
    */
   stop(reason: string): void {
     this.session++;
+    this.stops++;
     for (const cancel of this.timers) cancel();
     this.timers.clear();
     this.unsubscribe?.();
@@ -346,9 +351,26 @@ export class ScifNode {
       this.sendRetries = 0;
       this.count('tx', msg.uop);
       this.trace({ dir: 'tx', ...describeMsg(msg) });
-      // One doorbell per message (scif_send_msg_intr()).
-      this.o.raiseHostDoorbell(this.hostDb);
+      this.ringHost();
     }
+  }
+
+  /**
+   * scif_send_msg_intr() rings once per message; the host drains its whole
+   * ring on each doorbell (scif_nodeqp_intrhandler()), so the messages of
+   * one pass (a CLIENT_RCVD and the reply's CLIENT_SENT, say) share one
+   * doorbell, rung after the current work: each host interrupt costs the
+   * guest several trapped MMIO accesses.
+   */
+  private ringHost(): void {
+    if (this.ringQueued) return;
+    this.ringQueued = true;
+    const db = this.hostDb;
+    const gen = this.stops;
+    this.o.schedule(() => {
+      this.ringQueued = false;
+      if (gen === this.stops) this.o.raiseHostDoorbell(db);
+    });
   }
 
   private armRetry(): void {

@@ -4,7 +4,7 @@
  * waits until the last chunk is sent, so buffering stays bounded and a
  * client that interleaves its sends and receives never deadlocks.
  */
-import type { ScifEndpoint } from '../scif/api.ts';
+import { POLLHUP, POLLIN, type ScifEndpoint } from '../scif/api.ts';
 import { PortService } from './listener.ts';
 import { isPeerGone, sendAll } from './stream.ts';
 
@@ -20,14 +20,14 @@ export class EchoService extends PortService {
     for (;;) {
       let data: Uint8Array;
       try {
-        // Block for the first byte, then take whatever else is there.
-        const first = await ep.recv(1, { block: true });
-        if (first.length === 0) return;
-        const rest = await ep.recv(ECHO_CHUNK - 1, { block: false }).catch((e: unknown) => {
-          if (isPeerGone(e)) return new Uint8Array(0);
-          throw e;
-        });
-        data = rest.length ? Buffer.concat([first, rest]) : first;
+        // Wait until something is there, then take it in one consume, so the
+        // host sees one SCIF_CLIENT_RCVD per chunk (_scif_recv()).
+        const ev = await ep.poll(POLLIN);
+        data = await ep.recv(ECHO_CHUNK, { block: false });
+        if (data.length === 0) {
+          if (ev & POLLHUP) return;
+          continue;
+        }
       } catch (e) {
         if (isPeerGone(e)) return;
         throw e;
