@@ -12,6 +12,7 @@ timeout=${VPHI_SCIF_ONLINE_TIMEOUT:-30}
 plan 5
 
 expect ready-before "$(attr state)" ready
+t_boot=$(now)
 if err=$(set_boot_attrs) && err=$(write_attr state boot); then
   pass boot-write
 else
@@ -19,6 +20,7 @@ else
 fi
 if took=$(wait_state online "$timeout"); then
   diag "online ${took} s after the boot write"
+  diag "$(awk -v a="$t_boot" -v b="$(now)" 'BEGIN { printf "boot_to_online_s=%.2f (from echo boot to state online)", b - a }')"
   pass state-online
 elif [ "${VPHI_SCIF_STRICT:-0}" = 1 ]; then
   fail state-online "$took" "shutdown_status '$(attr shutdown_status)'" "$(dmesg | tail -30)"

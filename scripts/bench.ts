@@ -12,12 +12,18 @@
  * 3. DMA engine throughput with (1 MiB - 64 B) descriptors, guest RAM → card
  *    and card → guest RAM, against Buffer.copy of the same sizes; and the
  *    same transfer driven end to end by the guest's vphi-dma program.
+ * 5. SCIF from a MIC guest (with a MIC kernel): `echo boot` to `online`, the
+ *    64-byte send/recv round trip on the card's echo next to the same round
+ *    trip against the guest's own loopback node 0, and stream bandwidth,
+ *    beside the guest's trapped MMIO read round trip of the same run.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { debianKernel } from '../src/qemu/kernel.ts';
+import { debianKernel, MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
+import { micGuestFiles } from '../src/guest/image.ts';
+import { findResult } from '../guest-tests/ktap.ts';
 import { REPO_ROOT } from '../src/paths.ts';
 import { buildGuestInitramfs } from '../src/guest/image.ts';
 import { startCard } from '../src/cli/serve.ts';
@@ -221,21 +227,72 @@ async function benchGuest(dir: string): Promise<void> {
   }
 }
 
+/** KTAP diagnostics of one command (and its subtests) that start with `key=`. */
+function diags(res: Awaited<ReturnType<typeof runGuest>>, cmd: string, key: string): string[] {
+  const r = findResult(res.ktap, cmd);
+  const all = [r, ...(r?.subtests?.results ?? [])].flatMap((x) => x?.diagnostics ?? []);
+  return all.filter((d) => d.startsWith(`${key}=`));
+}
+
+const num = (d: string | undefined): number => (d ? Number(/=([\d.]+)/.exec(d)?.[1]) : NaN);
+
+async function benchScif(dir: string): Promise<void> {
+  line('5. SCIF from a MIC guest (TCG; the unmodified host SCIF driver, the card services)');
+  const kernel = micKernel();
+  if (!kernel) {
+    line('   SKIP: no MIC guest kernel');
+    return;
+  }
+  const socketPath = join(dir, 's.sock');
+  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  const CMD = { boot: 'mic-scif-boot', mmio: 'vphi-probe rtt', loop: 'mic-scif-loop bench', card: 'vphi-scif bench --node 1' };
+  try {
+    const res = await runGuest({ socketPath, kernel, append: MIC_APPEND, tests: Object.values(CMD), files: micGuestFiles(), memoryMiB: 512, timeoutMs: 600_000 });
+    const online = diags(res, CMD.boot, 'boot_to_online_s')[0];
+    const mmio = diags(res, CMD.mmio, 'mmio_rtt_us')[0];
+    const [lr, cr] = [diags(res, CMD.loop, 'rtt_us')[0], diags(res, CMD.card, 'rtt_us')[0]];
+    line(`   echo boot → online:            ${online ? `${num(online).toFixed(2)} s` : '(not measured)'}`);
+    line(`   trapped MMIO read (guest):     ${mmio ? `${num(mmio)} µs` : '(not measured)'}`);
+    line(`   64-byte round trip, card echo: ${num(cr)} µs   loopback node 0: ${num(lr)} µs   ratio card/loopback = ${(num(cr) / num(lr)).toFixed(2)}`);
+    const streams = (cmd: string) => new Map(diags(res, cmd, 'stream_h2c_bytes').concat(diags(res, cmd, 'stream_c2h_bytes')).map((d) => [d.split(' ')[0], Number(/MBps=([\d.]+)/.exec(d)?.[1])]));
+    const [ls, cs] = [streams(CMD.loop), streams(CMD.card)];
+    for (const [k, v] of cs) {
+      const [dirn, size] = k.split('=');
+      const l = ls.get(k);
+      line(`   stream ${dirn === 'stream_h2c_bytes' ? 'host → card' : 'card → host'} ${String(size).padStart(7)} B messages: card ${v.toFixed(1)} MB/s   loopback ${l?.toFixed(1) ?? '?'} MB/s`);
+    }
+    if (res.rc !== 0) line(`   (the guest reported failures: rc ${res.rc})`);
+  } finally {
+    server.close();
+  }
+}
+
+/** VPHI_BENCH_ONLY=rtt,copy,guest,scif runs a subset (default: everything). */
+const ONLY = new Set((process.env.VPHI_BENCH_ONLY ?? 'rtt,copy,guest,scif').split(','));
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vphi-bench-'));
   try {
-    await benchRtt(dir);
-    line();
-    const s = await session(dir);
-    try {
-      benchCopy(s);
+    if (ONLY.has('rtt')) {
+      await benchRtt(dir);
       line();
-      benchEngine(s);
-    } finally {
-      await s.stop();
     }
-    line();
-    if (existsSync(join(REPO_ROOT, 'guest-tests/vphi-dma.c'))) await benchGuest(dir);
+    if (ONLY.has('copy')) {
+      const s = await session(dir);
+      try {
+        benchCopy(s);
+        line();
+        benchEngine(s);
+      } finally {
+        await s.stop();
+      }
+      line();
+    }
+    if (ONLY.has('guest') && existsSync(join(REPO_ROOT, 'guest-tests/vphi-dma.c'))) {
+      await benchGuest(dir);
+      line();
+    }
+    if (ONLY.has('scif')) await benchScif(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
