@@ -18,6 +18,14 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('the vphi command line', () => {
+  it('stops quietly when the reader of its output goes away (vphi trace FILE | head)', { timeout: 60_000 }, () => {
+    const f = join(dir, 'big.jsonl');
+    writeFileSync(f, Array.from({ length: 200_000 }, (_, i) => JSON.stringify({ us: i, kind: 'scif', dir: 'tx', op: 'SCIF_CLIENT_SENT' })).join('\n'));
+    const r = spawnSync('sh', ['-c', `"${VPHI}" trace "${f}" | head -1`], { encoding: 'utf8' });
+    expect(r.stdout.split('\n')[0]).toMatch(/scif .*SCIF_CLIENT_SENT/);
+    expect(r.stderr).toBe('');
+  });
+
   it('prints its capabilities as JSON (backend convention)', () => {
     const r = vphi('--print-capabilities');
     expect(r.status).toBe(0);

@@ -173,6 +173,12 @@ async function main(argv: string[]): Promise<number> {
   return command.run(rest);
 }
 
+// `vphi trace FILE | head`: a reader that closes the pipe ends the output, not with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
