@@ -1,6 +1,6 @@
 #!/bin/sh
 # mic-cycle [N]: N times (default 10) `boot` then `reset`, as mpssd does
-# for a card that is restarted. Each boot must reach `booting` with a new
+# for a card that is restarted. Each boot must reach `online` with a new
 # "DMA channels # 4" and no channel set-up error; each reset must come back
 # to `ready` within the host's own limit with no drain timeout ("TO chan").
 # One result per boot and per reset, then the log totals.
@@ -16,10 +16,11 @@ i=1
 while [ "$i" -le "$cycles" ]; do
   before=$(klog_count 'DMA channels # 4$')
   if err=$(write_attr state boot); then
+    wait_state online 10 >/dev/null
     s=$(attr state)
     after=$(klog_count 'DMA channels # 4$')
     bad=$(klog_grep 'error setting up mic dma chan')
-    if [ "$s" = booting ] && [ "$after" = $((before + 1)) ] && [ -z "$bad" ]; then
+    if [ "$s" = online ] && [ "$after" = $((before + 1)) ] && [ -z "$bad" ]; then
       pass "boot-$i"
     else
       fail "boot-$i" "state '$s', 'DMA channels # 4' lines $before -> $after" "$bad"

@@ -15,7 +15,7 @@
 
 plan 10
 
-expect booted "$(attr state)" booting
+expect online "$(attr state)" online
 expect post-code-os "$(post_code)" OS
 
 check_smpt_identity smpt-entries

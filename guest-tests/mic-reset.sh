@@ -1,5 +1,5 @@
 #!/bin/sh
-# mic-reset: `echo reset > state` from `booting` runs cosm_stop(): _mic_stop()
+# mic-reset: `echo reset > state` from `online` runs cosm_stop(): _mic_stop()
 # (SCIF unregister, every DMA channel drained with a FENCE status
 # descriptor and released, DMA device unregistered) then cosm_hw_reset()
 # (SPAD2 <- 0, RGCR, 1 s sleep, poll SPAD2 bit 0). Checks: the state comes
@@ -11,7 +11,7 @@
 
 plan 9
 
-expect booting-before "$(attr state)" booting
+expect online-before "$(attr state)" online
 if err=$(write_attr state reset); then pass reset-write; else fail reset-write "echo reset > state: $err"; fi
 if took=$(wait_state ready); then
   diag "ready ${took} s after the reset write"

@@ -5,7 +5,7 @@
  * guest-tests/mic-*.sh driving /sys/class/mic/mic0 as mpssd would:
  *
  *   mic-probe     probe left mic0 `ready`, x100, C0; debugfs at probe
- *   mic-boot      bootmode/firmware/ramdisk/cmdline, `boot` -> `booting`,
+ *   mic-boot      bootmode/firmware/ramdisk/cmdline, `boot` -> `online`,
  *                 "DMA channels # 4", no channel set-up error
  *   mic-debugfs   what the driver programmed: post code, SMPT, MXAR, DMA registers
  *   mic-reset     `reset` -> `ready`, every channel drained (no "TO chan")
@@ -70,14 +70,14 @@ const TESTS: Record<string, string[]> = {
     'ramdisk-set',
     'cmdline-set',
     'boot-write',
-    'state-booting',
+    'state-booting-or-online',
     'dma-channels-4',
     'no-dma-chan-setup-error',
     'no-driver-errors',
-    'still-booting',
+    'state-online',
   ],
   'mic-debugfs': [
-    'booted',
+    'online',
     'post-code-os',
     'smpt-entries',
     'mxar-dma-vectors-0-3',
@@ -89,7 +89,7 @@ const TESTS: Record<string, string[]> = {
     'channels-idle',
   ],
   'mic-reset': [
-    'booting-before',
+    'online-before',
     'reset-write',
     'state-ready',
     'no-drain-timeout',

@@ -72,7 +72,7 @@
 #include <unistd.h>
 
 #include "scif.h"
-#include "vphi-scif/pattern.c"
+#include "pattern.h"
 
 #define VG_PROG "vphi-scif"
 #define VG_USAGE                                                                                                      \
@@ -583,7 +583,7 @@ static int t_echo(void)
 		char what[64];
 		snprintf(what, sizeof(what), "echo %zu B", n);
 		ok = xfer1(fd, out, n, in, n, what) && same_bytes(in, out, n, what);
-		ktap_diag("echo %zu B: crc 0x%08x %s (%.1f ms)", n, crc32(0, in, n), ok ? "ok" : "BAD",
+		ktap_diag("echo %zu B: crc 0x%08x %s (%.1f ms)", n, crc32_update(0, in, n), ok ? "ok" : "BAD",
 			  (double)(now_us() - t0) / 1000.0);
 	}
 	close(fd);
@@ -597,7 +597,7 @@ static int sink_once(int fd, uint8_t *buf, size_t n, uint32_t seed, int verbose)
 {
 	put_le(buf, n, 8);
 	pattern_fill(seed, buf + 8, n);
-	uint32_t want = crc32(0, buf + 8, n);
+	uint32_t want = crc32_update(0, buf + 8, n);
 	uint8_t reply[4];
 	char what[64];
 	snprintf(what, sizeof(what), "sink %zu B", n);
@@ -637,7 +637,7 @@ static int source_once(int fd, uint8_t *in, uint8_t *want, size_t n, uint32_t se
 	uint64_t t0 = now_us();
 	if (!xfer1(fd, req, sizeof(req), in, n + 4, what) || !same_bytes(in, want, n, what))
 		return 0;
-	uint32_t got = (uint32_t)get_le(in + n, 4), crc = crc32(0, want, n);
+	uint32_t got = (uint32_t)get_le(in + n, 4), crc = crc32_update(0, want, n);
 	if (verbose || got != crc)
 		ktap_diag("source %zu B: crc 0x%08x, expected 0x%08x (%.1f ms)", n, got, crc, (double)(now_us() - t0) / 1000.0);
 	return got == crc;
@@ -806,7 +806,7 @@ static int t_close_card(void)
 			ok = 0;
 		}
 		close(cfd);
-		ok = agent_reply(afd, tag, crc32(0, want, n)) && ok;
+		ok = agent_reply(afd, tag, crc32_update(0, want, n)) && ok;
 		free(in);
 		free(want);
 	}
@@ -953,33 +953,33 @@ static int t_close_host(void)
 	return ok;
 }
 
-/* pattern() and crc32() against card-services' example and zlib's check value; needs no SCIF. */
+/* pattern() and crc32_update() against card-services' example and zlib's check value; needs no SCIF. */
 static int t_selftest(void)
 {
 	static const uint8_t want[8] = { 0x6c, 0x59, 0x88, 0x3c, 0xdb, 0x85, 0x88, 0x5e };
 	uint8_t b[8];
 	pattern_fill(1, b, sizeof(b));
 	int ok = same_bytes(b, want, sizeof(b), "pattern(1, 8)");
-	if (crc32(0, b, sizeof(b)) != 0xab3b8c88u || crc32(0, "123456789", 9) != 0xcbf43926u) {
+	if (crc32_update(0, b, sizeof(b)) != 0xab3b8c88u || crc32_update(0, "123456789", 9) != 0xcbf43926u) {
 		ktap_diag("crc32: pattern(1, 8) 0x%08x (want 0xab3b8c88), \"123456789\" 0x%08x (want 0xcbf43926)",
-			  crc32(0, b, sizeof(b)), crc32(0, "123456789", 9));
+			  crc32_update(0, b, sizeof(b)), crc32_update(0, "123456789", 9));
 		ok = 0;
 	}
 	/* In pieces of any length (the source service), and CRC32 continued across them, as in one go. */
 	enum { N = 10007 };
 	static uint8_t whole[N], parts[N];
 	pattern_fill(0xdeadbeef, whole, N);
-	struct pattern p;
-	pattern_init(&p, 0xdeadbeef);
+	struct pattern_stream p;
+	pattern_stream_init(&p, 0xdeadbeef);
 	uint32_t crc = 0;
 	for (size_t off = 0, k = 1; off < N; off += k, k = k * 3 % 97 + 1) {
 		size_t n = N - off < k ? N - off : k;
-		pattern_next(&p, parts + off, n);
-		crc = crc32(crc, parts + off, n);
+		pattern_stream_next(&p, parts + off, n);
+		crc = crc32_update(crc, parts + off, n);
 	}
 	ok = same_bytes(parts, whole, N, "pattern in pieces") && ok;
-	if (crc != crc32(0, whole, N)) {
-		ktap_diag("crc32 in pieces 0x%08x, in one go 0x%08x", crc, crc32(0, whole, N));
+	if (crc != crc32_update(0, whole, N)) {
+		ktap_diag("crc32 in pieces 0x%08x, in one go 0x%08x", crc, crc32_update(0, whole, N));
 		ok = 0;
 	}
 	return ok;
@@ -1034,7 +1034,7 @@ static int t_stream(void)
 		total = MiB;
 	uint8_t *buf = xmalloc(total + 8);
 	pattern_fill(5, buf, total);
-	uint32_t crc = crc32(0, buf, total);
+	uint32_t crc = crc32_update(0, buf, total);
 	int ok = 1;
 	watchdog(o.timeout_ms / 1000 * 4 + 1);
 	int sink = ep_dial(o.node, o.sink_port), source = ep_dial(o.node, o.source_port);
@@ -1194,7 +1194,7 @@ static void svc_sink(int fd)
 		while (n && !r) {
 			size_t k = n > RECV_CHUNK ? RECV_CHUNK : (size_t)n;
 			r = recv_all(fd, buf, k);
-			crc = crc32(crc, buf, k);
+			crc = crc32_update(crc, buf, k);
 			n -= k;
 		}
 		uint8_t rep[4];
@@ -1209,14 +1209,14 @@ static void svc_source(int fd)
 	uint8_t *buf = xmalloc(RECV_CHUNK), req[12];
 	while (!recv_all(fd, req, 12)) {
 		uint64_t n = get_le(req, 8);
-		struct pattern p;
-		pattern_init(&p, (uint32_t)get_le(req + 8, 4));
+		struct pattern_stream p;
+		pattern_stream_init(&p, (uint32_t)get_le(req + 8, 4));
 		uint32_t crc = 0;
 		int r = 0;
 		while (n && !r) {
 			size_t k = n > RECV_CHUNK ? RECV_CHUNK : (size_t)n;
-			pattern_next(&p, buf, k);
-			crc = crc32(crc, buf, k);
+			pattern_stream_next(&p, buf, k);
+			crc = crc32_update(crc, buf, k);
 			r = send_all(fd, buf, k);
 			n -= k;
 		}
@@ -1245,7 +1245,7 @@ static int64_t agent_dial(uint64_t port, uint64_t len, uint32_t seed, uint64_t n
 	struct stream s;
 	stream_init(&s, fd, out, len, in, len);
 	xfer(&s, 1, 60000); /* a disconnect ends the receiving, as in the agent */
-	*value = crc32(0, in, s.got);
+	*value = crc32_update(0, in, s.got);
 	close(fd);
 	free(out);
 	free(in);

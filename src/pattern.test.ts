@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './paths.ts';
-import { crc32, pattern, patternFill, patternMismatch } from './pattern.ts';
+import { PatternStream, crc32, pattern, patternFill, patternMismatch } from './pattern.ts';
 
 describe('pattern', () => {
   it('is the LCG stream of the known vector', () => {
@@ -44,5 +44,13 @@ describe('pattern', () => {
     const lines = [...out.matchAll(/^# pattern-crc (0x[0-9a-f]+) (\d+) (0x[0-9a-f]+)$/gm)];
     expect(lines.length).toBe(4);
     for (const [, seed, len, crc] of lines) expect(crc32(pattern(Number(seed), Number(len))), `seed ${seed} len ${len}`).toBe(Number(crc));
+  });
+
+  it('streams the same bytes whatever the chunking (PatternStream)', () => {
+    const whole = pattern(0xdeadbeef, 1001);
+    const s = new PatternStream(0xdeadbeef);
+    const parts: Uint8Array[] = [];
+    for (const k of [1, 2, 3, 4, 5, 7, 13, 100, 866]) parts.push(s.next(k));
+    expect(Buffer.concat(parts).equals(whole)).toBe(true);
   });
 });

@@ -44,3 +44,30 @@ export function patternMismatch(b: Uint8Array, seed: number): number {
 export function crc32(b: Uint8Array, crc = 0): number {
   return zlibCrc32(b, crc) >>> 0;
 }
+
+/** pattern(seed, n) as a stream: next(k) gives the following k bytes (the source service, DIAL). */
+export class PatternStream {
+  private s: number;
+  /** Bytes of the current word not handed out yet (0..3), and the word. */
+  private left = 0;
+  private word = 0;
+
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+
+  next(n: number): Buffer {
+    const out = Buffer.alloc(n);
+    let i = 0;
+    for (; i < n && this.left > 0; this.left--) out[i++] = this.word >>> (8 * (4 - this.left));
+    for (; n - i >= 4; i += 4) {
+      this.s = step(this.s);
+      out.writeUInt32LE(this.s, i);
+    }
+    if (i < n) {
+      this.word = this.s = step(this.s);
+      for (this.left = 4; i < n; this.left--) out[i++] = this.word >>> (8 * (4 - this.left));
+    }
+    return out;
+  }
+}

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { memoryTracer } from '../../../src/trace/tracer.ts';
 import type { ScifEndpoint } from '../scif/api.ts';
 import { ECHO_CHUNK, ECHO_PORT, EchoService } from './echo.ts';
-import { pattern } from './pattern.ts';
+import { pattern } from '../../../src/pattern.ts';
 import { recvExact, sendAll } from './stream.ts';
 import { FakeScifFabric } from './testing.ts';
 

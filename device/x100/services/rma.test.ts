@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { memoryTracer } from '../../../src/trace/tracer.ts';
 import { ERRNO, type ScifEndpoint } from '../scif/api.ts';
 import { EchoService } from './echo.ts';
-import { crc32, pattern } from './pattern.ts';
+import { crc32, pattern } from '../../../src/pattern.ts';
 import { RmaAgentService } from './rma.ts';
 import {
   RMA_OP,

@@ -10,7 +10,7 @@
  */
 import { ERRNO, type ScifEndpoint } from '../scif/api.ts';
 import { PortService, type ServeContext } from './listener.ts';
-import { PatternStream, crc32 } from './pattern.ts';
+import { PatternStream, crc32 } from '../../../src/pattern.ts';
 import {
   RMA_OP,
   RMA_PORT,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ScifEndpoint } from '../scif/api.ts';
-import { crc32, pattern } from './pattern.ts';
+import { crc32, pattern } from '../../../src/pattern.ts';
 import { SINK_PORT, SinkService } from './sink.ts';
 import { SOURCE_PORT, SourceService } from './source.ts';
 import { recvExact, sendAll } from './stream.ts';

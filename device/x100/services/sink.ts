@@ -5,7 +5,7 @@
  */
 import type { ScifEndpoint } from '../scif/api.ts';
 import { PortService, type ServeContext } from './listener.ts';
-import { crc32 } from './pattern.ts';
+import { crc32 } from '../../../src/pattern.ts';
 import { recvExact, sendAll } from './stream.ts';
 
 export const SINK_PORT = 2001;

@@ -4,7 +4,7 @@
  */
 import type { ScifEndpoint } from '../scif/api.ts';
 import { PortService, type ServeContext } from './listener.ts';
-import { PatternStream, crc32 } from './pattern.ts';
+import { PatternStream, crc32 } from '../../../src/pattern.ts';
 import { recvExact, sendAll } from './stream.ts';
 
 export const SOURCE_PORT = 2002;
