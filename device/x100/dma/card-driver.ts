@@ -168,7 +168,7 @@ export class CardDma {
   private readonly unsubscribe: (() => void)[] = [];
 
   /** Counters for diagnostics and tests. */
-  readonly stats = { copies: 0, dmaBytes: 0, cpuBytes: 0, batches: 0, interrupts: 0, polls: 0, errors: 0 };
+  readonly stats = { copies: 0, dmaBytes: 0, cpuBytes: 0, bounceBytes: 0, batches: 0, interrupts: 0, polls: 0, errors: 0 };
 
   constructor(
     private readonly env: CardDmaEnv,
@@ -245,12 +245,14 @@ export class CardDma {
     const A = BigInt(CARD_DMA_ALIGN);
     if ((dst & (A - 1n)) === (src & (A - 1n))) return this.copyAligned(c, dst, src, len);
     // scif_rma_list_dma_copy_unaligned(): through a buffer at dst's line offset.
-    const off = Number(dst & (A - 1n));
+    // Chunks end on dst line boundaries, so only the first has a ragged head.
     const room = CARD_BOUNCE_BYTES - CARD_DMA_ALIGN;
     for (let done = 0; done < len; ) {
-      const n = Math.min(room, len - done);
+      const off = Number((dst + BigInt(done)) & (A - 1n));
+      const n = Math.min(room - off, len - done);
       const bounce = c.bounce + BigInt(off);
-      this.cpu(bounce, src + BigInt(done), n);
+      this.env.mem.copy(bounce, src + BigInt(done), n);
+      this.stats.bounceBytes += n;
       await this.copyAligned(c, dst + BigInt(done), bounce, n);
       done += n;
     }
@@ -267,7 +269,7 @@ export class CardDma {
     if (body) await this.dma(c, dst + BigInt(head), src + BigInt(head), body);
   }
 
-  /** A CPU copy through the card's address space (the card's memcpy / ioremap of the window). */
+  /** A CPU copy of a ragged head or tail through the card's address space (scif_unaligned_cpy_toio() and kin). */
   private cpu(dst: bigint, src: bigint, len: number): void {
     this.env.mem.copy(dst, src, len);
     this.stats.cpuBytes += len;
