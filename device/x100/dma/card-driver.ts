@@ -154,8 +154,6 @@ class CardChannel {
   /** The tail of this channel's copy queue. */
   queue: Promise<void> = Promise.resolve();
   polling = false;
-  /** Bumped by reset(): a wait from before a reset is abandoned. */
-  epoch = 0;
 
   constructor(readonly n: number) {}
 }
@@ -223,7 +221,6 @@ export class CardDma {
   reset(): void {
     for (const c of this.chans) {
       c.ready = false;
-      c.epoch++;
       const w = c.waiter;
       c.waiter = null;
       w?.reject(new Error(`card DMA channel ${c.n}: card reset`));
@@ -367,10 +364,9 @@ export class CardDma {
   private armPoll(c: CardChannel): void {
     if (c.polling) return;
     c.polling = true;
-    const epoch = c.epoch;
     this.env.after(this.pollMs, () => {
       c.polling = false;
-      if (!c.waiter || epoch !== c.epoch) return;
+      if (!c.waiter) return;
       this.stats.polls++;
       this.cleanup(c);
       if (c.waiter) this.armPoll(c);
