@@ -195,16 +195,15 @@ describe('card DMA driver (channels 4-7, mic_x100_dma.c on the card)', () => {
     expect(t.card.bar4.get('SICR0') & 0xff00).toBe(1 << 8);
   });
 
-  it('fails a copy in flight at a card reset and sets the channel up again on the next', async () => {
+  it('fails a copy in flight at a card reset (RGCR) and sets the channel up again on the next', async () => {
     const t = rig();
     const dma = t.card.cardDma;
     t.gddr.set(pattern(2, 4096), 0);
     await settle(t.env, dma.copy(BigInt(MiB), 0n, 4096, 4));
     const p = dma.copy(BigInt(2 * MiB), 0n, 4096, 4);
     await new Promise((r) => setImmediate(r)); // the batch is queued, not yet run
-    t.card.bar4.reset('card');
-    t.card.dma.reset();
-    dma.reset();
+    t.w(0x14010, 1); // the host writes RGCR bit 0 (mic_x100_hw_reset()): card.ts resets the engine and this driver
+    expect(t.r(DCR_OFFSET)).toBe(0x55);
     await expect(settle(t.env, p)).rejects.toThrow(/card reset/);
     await settle(t.env, dma.copy(BigInt(3 * MiB), 0n, 4096, 4));
     expect(patternMismatch(t.gddr.subarray(3 * MiB, 3 * MiB + 4096), 2)).toBe(-1);
