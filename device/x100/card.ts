@@ -29,8 +29,10 @@ import { CardAddressSpace } from './memory.ts';
 import { Bootstrap } from './boot/bootstrap.ts';
 import { DMA_BLOCKS } from './dma/regs.ts';
 import { DmaEngine } from './dma/engine.ts';
+import { CardDmaIrq } from './dma/card-irq.ts';
+import { CardDma } from './dma/card-driver.ts';
 import { ScifNode } from './scif/node.ts';
-import { scifRegion } from './scif/alloc.ts';
+import { CardAllocator, scifRegion } from './scif/alloc.ts';
 import { ServiceRunner } from './scif/services.ts';
 import type { CardService } from './scif/api.ts';
 import { CosmClient } from './cosm/client.ts';
@@ -59,6 +61,13 @@ export const BAR4_BLOCKS: readonly BlockDef[] = [
   SDBIC_BLOCK,
 ];
 
+/** GDDR of the card DMA driver (rings, status lines, bounce buffers): up to 1 MiB just below the SCIF region. */
+export function cardDmaRegion(apertureSize: number): { base: number; size: number } {
+  const scif = scifRegion(apertureSize);
+  const size = Math.min(1 << 20, Math.floor(apertureSize / 8 / 0x1000) * 0x1000);
+  return { base: scif.base - size, size };
+}
+
 /** The download address the bootstrap reports: 64 MiB, or an eighth of a small aperture. */
 export function defaultBootAddr(apertureSize: number): number {
   return Math.min(0x04000000, apertureSize / 8);
@@ -74,6 +83,10 @@ export class X100Card implements DeviceModel {
   readonly mem: CardAddressSpace;
   readonly intc: InterruptController;
   readonly dma: DmaEngine;
+  /** Interrupts of the card-owned DMA channels 4-7 (to the card's APIC, not the host). */
+  readonly cardDmaIrq: CardDmaIrq;
+  /** The card OS's driver of DMA channels 4-7 (mic_x100_dma.c on the card): copy(dst, src, len). */
+  readonly cardDma: CardDma;
   readonly bootstrap: Bootstrap;
   /** The card's SCIF node (node 1 for the first card). */
   readonly scif: ScifNode;
@@ -95,7 +108,19 @@ export class X100Card implements DeviceModel {
       regs: this.bar4,
       mem: this.mem,
       raise: (src) => this.intc.raise(src),
+      raiseCard: (ch, kind) => this.cardDmaIrq.raise(ch, kind),
       schedule: (fn) => env.schedule(fn),
+      tracer: env.tracer,
+    });
+    this.cardDmaIrq = new CardDmaIrq(env.tracer);
+    const dmaRegion = cardDmaRegion(this.aperture.byteLength);
+    this.cardDma = new CardDma({
+      regs: this.bar4,
+      mem: this.mem,
+      alloc: new CardAllocator(this.mem, dmaRegion.base, dmaRegion.size),
+      irq: this.cardDmaIrq,
+      schedule: (fn) => env.schedule(fn),
+      after: (ms, fn) => env.after(ms, fn),
       tracer: env.tracer,
     });
     this.scif = new ScifNode({
@@ -133,6 +158,7 @@ export class X100Card implements DeviceModel {
     this.scif.stop('card reset');
     this.bar4.reset('card');
     this.dma.reset();
+    this.cardDma.reset();
     this.intc.updateIntx();
   }
 
@@ -142,6 +168,7 @@ export class X100Card implements DeviceModel {
     this.scif.stop(`PCI reset: ${reason}`);
     this.bar4.reset('power');
     this.dma.reset();
+    this.cardDma.reset();
     this.bootstrap.powerOn();
   }
 }

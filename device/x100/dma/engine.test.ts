@@ -375,13 +375,36 @@ describe('STATUS, GENERAL and NOP descriptors', () => {
     c.interrupt();
     c.issuePending();
     rig.drain();
-    expect(rig.raised).toEqual([12]);
+    expect(rig.cardRaised).toEqual([[4, 'completion']]);
     c.maskIntr();
     c.interrupt();
     c.issuePending();
     rig.drain();
-    expect(rig.raised).toEqual([12]);
+    expect(rig.cardRaised).toEqual([[4, 'completion']]);
+    expect(rig.raised).toEqual([]);
     expect(c.count()).toBe(4);
+  });
+
+  it('interrupts the card, never the host, for a card-owned channel; the host for a host-owned one', () => {
+    const rig = rigWithRam();
+    const card = new LinuxDmaChannel(rig, 5, 3 * MiB, 3 * MiB + 4096, 64, 'mic');
+    const host = linux(rig, 1);
+    expect(card.setup()).toBe(true);
+    card.interrupt();
+    card.issuePending();
+    host.interrupt();
+    host.issuePending();
+    rig.drain();
+    expect(rig.cardRaised).toEqual([[5, 'completion']]);
+    expect(rig.raised).toEqual([9]);
+    // The owner bit decides, not the channel number: channel 1 handed to the card interrupts the card.
+    rig.w(DCR_OFFSET, rig.r(DCR_OFFSET) & ~(1 << 2));
+    rig.w(dmaReg(1, DCAR), 0);
+    host.interrupt();
+    host.issuePending();
+    rig.drain();
+    expect(rig.cardRaised).toEqual([[5, 'completion'], [1, 'completion']]);
+    expect(rig.raised).toEqual([9]);
   });
 
   it('writes 0 to status_dest for a FENCE', () => {
@@ -761,6 +784,27 @@ describe('tracing', () => {
     expect(warned[0][0]).toBe('dma-error');
     expect(warned[0][1]).toMatch(/^DMA channel 5 stopped at descriptor 0: DCHERR5 = 0x4 \{DST_ADDR\}: STATUS 0 destination 0x/);
     expect(warned[0][2]).toMatchObject({ ch: 5, idx: 0, dcherr: DCHERR_DST_ADDR, err: 'DST_ADDR' });
+    // Channel 5 is card-owned (DCR owner bit 0): the error goes to the card, not SBOX source 30.
+    expect(rig.raised).toEqual([]);
+    expect(rig.cardRaised).toEqual([[5, 'error']]);
+  });
+
+  it('reports a card-owned channel error to the card unless DCHERRMSK masks it', () => {
+    const rig = rigWithRam();
+    const c = new LinuxDmaChannel(rig, 6, 3 * MiB, 3 * MiB + 4096, 64, 'mic');
+    expect(c.setup()).toBe(true);
+    c.memcpy(0n, rig.hostAddr(64 * MiB), 64); // source in unmapped guest memory
+    c.issuePending();
+    rig.drain();
+    expect(reg(rig, 6, DCHERR)).toBe(DCHERR_SRC_ADDR);
+    expect(rig.cardRaised).toEqual([[6, 'error']]);
+    expect(rig.raised).toEqual([]);
+    rig.w(dmaReg(6, DCHERRMSK), DCHERR_SRC_ADDR);
+    rig.w(dmaReg(6, DCHERR), DCHERR_SRC_ADDR); // W1C: retries, fails again, masked
+    rig.drain();
+    expect(reg(rig, 6, DCHERR)).toBe(DCHERR_SRC_ADDR);
+    expect(rig.cardRaised).toEqual([[6, 'error']]);
+    expect(rig.raised).toEqual([]);
   });
 
   it('never calls a disabled tracer', () => {

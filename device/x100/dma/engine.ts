@@ -1,7 +1,10 @@
 /**
  * The x100 DMA engine (drivers/dma/mic_x100_dma.[ch]): eight
  * descriptor-ring channels that copy between card GDDR and host memory
- * (through the SMPT), write status words and interrupt the host.
+ * (through the SMPT), write status words and interrupt their owner: the
+ * host (SICR0) for a channel whose DCR owner bit is 1, the card's own APIC
+ * (env.raiseCard) for one whose bit is 0 (mic_dma_chan_set_owner():
+ * MIC_DMA_CHAN_MIC = 0, MIC_DMA_CHAN_HOST = 1).
  *
  * State lives in the channel registers (regs.ts), kept current through
  * refs: DHPR (head, written by software), DTPR = DSTAT.COUNT (tail =
@@ -17,9 +20,10 @@
  *   MEMCPY  SRC → DST, LEN·64 bytes, as one copy per contiguous segment; GDDR and
  *           host memory in any mix (host → host too, although the Linux driver
  *           says the silicon cannot).
- *   STATUS  DATA (8 bytes) → DST; INTR: interrupt (source 8+ch) once the descriptor
- *           is counted complete, unless DCAR masks it (IM1 for a host-owned channel,
- *           IM0 for a card-owned one; DCR's owner bit).
+ *   STATUS  DATA (8 bytes) → DST; INTR: interrupt once the descriptor is counted
+ *           complete, unless DCAR masks it: a host-owned channel raises host
+ *           source 8+ch (masked by IM1), a card-owned one raiseCard(ch,
+ *           'completion') (masked by IM0) and never touches SICR0.
  *   GENERAL (MPSS) DATA (4 bytes) → DST.
  *   4-15    error.
  *
@@ -27,7 +31,8 @@
  *
  * Errors (DCHERR bits in regs.ts) stop the channel at the failing
  * descriptor (the count does not move past it), set DSTAT.QUIESCE, raise
- * the SBOX error source 30 unless DCHERRMSK masks every new bit, and are
+ * the error to the channel's owner unless DCHERRMSK masks every new bit
+ * (host: SBOX error source 30; card: raiseCard(ch, 'error')), and are
  * logged as warnings (and traced). Nothing the guest writes makes a
  * register access throw. Other channels keep running. The channel stays
  * stopped until a card reset or until software clears every DCHERR bit
@@ -63,13 +68,18 @@ export interface DmaEnv {
   /** BAR4 (already contains DMA_BLOCKS). */
   regs: RegisterFile;
   mem: CardAddressSpace;
-  /** InterruptController.raise: DMA channel ch is source 8+ch, the SBOX error source is 30. */
+  /** InterruptController.raise, for host-owned channels: channel ch is source 8+ch, the SBOX error source is 30. */
   raise(source: number): void;
+  /** The card's own interrupt for a card-owned channel (DCR owner bit 0): its card-side driver listens. */
+  raiseCard(ch: number, kind: CardDmaInterrupt): void;
   /** Run later on the event loop (setImmediate in production; a manual queue in tests). */
   schedule(fn: () => void): void;
   /** Trace events, and warnings (channel errors) even with the trace off. */
   tracer: Tracer;
 }
+
+/** Why a card-owned channel interrupts the card. */
+export type CardDmaInterrupt = 'completion' | 'error';
 
 /** Per-slice budget of the scheduled work (all channels together). */
 export const SLICE_BYTES = 8 << 20;
@@ -381,12 +391,20 @@ export class DmaEngine {
 
   /** A STATUS descriptor asked for an interrupt. */
   private interrupt(c: Channel): void {
-    const mask = c.owner.isSet(this.dcr.get()) ? IM1 : IM0;
-    const masked = mask.isSet(c.dcar.get());
-    if (this.env.tracer.enabled) this.env.tracer.event('dma-engine', { ch: c.n, action: masked ? 'interrupt-masked' : 'interrupt', src: dmaSource(c.n) });
+    const host = this.hostOwned(c);
+    const masked = (host ? IM1 : IM0).isSet(c.dcar.get());
+    if (this.env.tracer.enabled) {
+      this.env.tracer.event('dma-engine', { ch: c.n, action: masked ? 'interrupt-masked' : 'interrupt', ...(host ? { src: dmaSource(c.n) } : { to: 'card' }) });
+    }
     if (masked) return;
     this.stats.interrupts++;
-    this.env.raise(dmaSource(c.n));
+    if (host) this.env.raise(dmaSource(c.n));
+    else this.env.raiseCard(c.n, 'completion');
+  }
+
+  /** DCR's owner bit: 1 = host (MIC_DMA_CHAN_HOST), 0 = card (MIC_DMA_CHAN_MIC). */
+  private hostOwned(c: Channel): boolean {
+    return c.owner.isSet(this.dcr.get());
   }
 
   /** A DHPR write: the new head, or the old one if the value is refused. */
@@ -418,7 +436,9 @@ export class DmaEngine {
     warn(t, err === INTERNAL ? 'internal' : 'dma-error',
       `DMA channel ${c.n} stopped at descriptor ${idx}: DCHERR${c.n} = ${hex(dcherr)} {${names.join(' ')}}: ${reason}`,
       { ch: c.n, idx, dcherr, err: err.name });
-    if (fresh & ~c.dcherrmsk.get()) this.env.raise(DMA_ERROR_SOURCE);
+    if (!(fresh & ~c.dcherrmsk.get())) return;
+    if (this.hostOwned(c)) this.env.raise(DMA_ERROR_SOURCE);
+    else this.env.raiseCard(c.n, 'error');
   }
 }
 

@@ -13,7 +13,7 @@ import { CardAddressSpace } from '../memory.ts';
 import { MMIO_BAR, MMIO_BAR_SIZE, SBOX_BASE } from '../pci/identity.ts';
 import { SMPT_BLOCK, SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { Smpt } from '../smpt/smpt.ts';
-import { DmaEngine } from './engine.ts';
+import { type CardDmaInterrupt, DmaEngine } from './engine.ts';
 import {
   DCAR,
   DCAR_IM0,
@@ -59,6 +59,8 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
   for (let i = 0; i < 32; i++) w(SMPT_REG(i), i << 2);
   const mem = new CardAddressSpace(aperture, new Smpt(regs), host);
   const raised: number[] = [];
+  /** What card-owned channels raised on the card's own interrupt: [ch, kind]. */
+  const cardRaised: [number, CardDmaInterrupt][] = [];
   const clock = new FakeClock();
   const rig = {
     regs,
@@ -69,6 +71,7 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
     mem,
     tracer,
     raised,
+    cardRaised,
     clock,
     /** How many times the engine called schedule(). */
     get scheduled(): number {
@@ -95,6 +98,7 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
       rig.onRaise?.(s);
       raised.push(s);
     },
+    raiseCard: (ch, kind) => cardRaised.push([ch, kind]),
     schedule: clock.schedule,
   });
   return rig;
