@@ -27,6 +27,8 @@ export class CardAllocator {
   /** Free extents [start, end), sorted, coalesced. */
   private free: { start: number; end: number }[];
   private readonly used = new Map<number, number>();
+  /** Bumped by releaseAll(): memory of an older generation is no longer the holder's to release. */
+  generation = 0;
 
   constructor(
     private readonly mem: CardAddressSpace,
@@ -75,8 +77,14 @@ export class CardAllocator {
 
   /** Drop every allocation (the node went away). */
   releaseAll(): void {
+    this.generation++;
     this.used.clear();
     this.free = [{ start: this.base, end: this.base + this.size }];
+  }
+
+  /** release() if `addr` is still of generation `gen` (a node reset dropped it otherwise). */
+  releaseFrom(gen: number, addr: bigint): void {
+    if (gen === this.generation && this.used.has(Number(addr))) this.release(addr);
   }
 
   bytesFree(): number {

@@ -102,8 +102,45 @@ export interface ScifEndpoint {
   poll(events: number, timeoutMs?: number): Promise<number>;
   /** The peer's port id once connected. */
   readonly peer: ScifPortId | null;
-  /** scif_close(): disconnects (SCIF_DISCNCT) and frees the endpoint. */
+  /** scif_close(): unregisters this endpoint's windows, disconnects (SCIF_DISCNCT) and frees the endpoint. */
   close(): Promise<void>;
+
+  // ---- RMA (scif_rma.c, scif_dma.c, scif_fence.c); nodes without RMA leave these out ----
+
+  /**
+   * scif_register() of the card memory `buf` (GDDR CPAs, page aligned):
+   * resolves to the registered offset. `flags`: SCIF_MAP_FIXED (then
+   * `offset` is used). `onFree` runs once the card may reuse the memory:
+   * after UNREGISTER_ACK, after the host's SCIF_MUNMAP when it still had
+   * the window mapped, or when the endpoint or the node goes.
+   */
+  register?(buf: CardRange, offset: bigint, prot: number, flags?: number, onFree?: () => void): Promise<bigint>;
+  /** scif_unregister(): whole windows in [offset, offset + len). */
+  unregister?(offset: bigint, len: bigint): Promise<void>;
+  /** scif_readfrom(): `len` bytes from the host's window at `roffset` into ours at `loffset`. */
+  readfrom?(loffset: bigint, len: number, roffset: bigint, flags?: number): Promise<void>;
+  /** scif_writeto(): `len` bytes from our window at `loffset` to the host's at `roffset`. */
+  writeto?(loffset: bigint, len: number, roffset: bigint, flags?: number): Promise<void>;
+  /** scif_fence_mark(): SCIF_FENCE_INIT_SELF or SCIF_FENCE_INIT_PEER; the mark (negative for a peer mark). */
+  fenceMark?(flags: number): Promise<number>;
+  /** scif_fence_wait() */
+  fenceWait?(mark: number): Promise<void>;
+  /** scif_fence_signal() */
+  fenceSignal?(loff: bigint, lval: bigint, roff: bigint, rval: bigint, flags: number): Promise<void>;
+}
+
+/** A range of card memory (GDDR CPAs). */
+export interface CardRange {
+  readonly addr: bigint;
+  readonly len: number;
+}
+
+/** Card memory a card program owns (what it would get from its kernel's allocator). */
+export interface CardBuffer extends CardRange {
+  read(off: number, len: number): Uint8Array;
+  write(off: number, data: Uint8Array): void;
+  /** Give it back; a no-op after a card reset took it already. */
+  free(): void;
 }
 
 export interface ScifApi {
@@ -113,6 +150,8 @@ export interface ScifApi {
   nodeIds(): number[];
   /** scif_open(). */
   open(): ScifEndpoint;
+  /** `len` bytes (rounded up to pages) of fresh, zeroed GDDR, for scif_register(); ENOMEM if none. */
+  allocBuffer?(len: number): CardBuffer;
 }
 
 /** A card service: started when the card's SCIF node is up, stopped when it goes. */

@@ -8,7 +8,7 @@
  */
 import type { CardAddressSpace } from '../memory.ts';
 import { CardMemoryError } from './alloc.ts';
-import { POLLERR, POLLHUP, POLLIN, POLLOUT, ScifError, type ErrnoName, type ScifApi, type ScifEndpoint, type ScifPortId } from './api.ts';
+import { POLLERR, POLLHUP, POLLIN, POLLOUT, ScifError, type CardBuffer, type CardRange, type ErrnoName, type ScifApi, type ScifEndpoint, type ScifPortId } from './api.ts';
 import { SCIF, type ScifMsg, cloneMsg, newMsg, opName } from './msg.ts';
 import type { ScifNode } from './node.ts';
 import { SCIF_MGMT_NODE, SCIF_NODE_ACCEPT_TIMEOUT_MS, SCIF_NODE_ALIVE_TIMEOUT_MS } from './consts.ts';
@@ -17,6 +17,8 @@ import { QP, SCIFEP_MAGIC, SCIF_ENDPT_QP_SIZE, SCIF_QP_RESERVE } from './qp.ts';
 import { ScifRb, isPowerOfTwo } from './rb.ts';
 import { readU32, writeU32 } from './mem.ts';
 import { type After, WaitQueue } from './waitq.ts';
+import type { RmaCore } from './rma/core.ts';
+import { fill, writeBytes } from './mem.ts';
 
 /** enum scif_epd_state (scif_epd.h) */
 export type EpState = 'UNBOUND' | 'BOUND' | 'LISTENING' | 'CONNECTED' | 'CONNECTING' | 'MAPPING' | 'CLOSING' | 'CLLISTEN' | 'DISCONNECTED' | 'ZOMBIE';
@@ -179,10 +181,49 @@ export class CardEndpoint implements ScifEndpoint {
   close(): Promise<void> {
     return this.eps.close(this);
   }
+
+  register(buf: CardRange, offset: bigint, prot: number, flags = 0, onFree?: () => void): Promise<bigint> {
+    return this.rma((r) => r.self.register(this, buf, offset, prot, flags, onFree));
+  }
+
+  unregister(offset: bigint, len: bigint): Promise<void> {
+    return this.rma((r) => r.self.unregister(this, offset, len));
+  }
+
+  readfrom(loffset: bigint, len: number, roffset: bigint, flags = 0): Promise<void> {
+    return this.rma((r) => r.copies.copy(this, 'readfrom', loffset, len, roffset, flags));
+  }
+
+  writeto(loffset: bigint, len: number, roffset: bigint, flags = 0): Promise<void> {
+    return this.rma((r) => r.copies.copy(this, 'writeto', loffset, len, roffset, flags));
+  }
+
+  fenceMark(flags: number): Promise<number> {
+    return this.rma((r) => r.fences.mark(this, flags));
+  }
+
+  fenceWait(mark: number): Promise<void> {
+    return this.rma((r) => r.fences.wait(this, mark));
+  }
+
+  fenceSignal(loff: bigint, lval: bigint, roff: bigint, rval: bigint, flags: number): Promise<void> {
+    return this.rma((r) => r.fences.signal(this, loff, lval, roff, rval, flags));
+  }
+
+  private async rma<T>(fn: (r: RmaCore) => Promise<T>): Promise<T> {
+    return fn(this.eps.node.rma);
+  }
+}
+
+/** What the RMA layer does when an endpoint closes (scif_unregister_all_windows()) and when it is freed. */
+export interface RmaHooks {
+  closing(ep: CardEndpoint): Promise<void>;
+  freed(ep: CardEndpoint): void;
 }
 
 export class Endpoints {
   readonly ports = new PortTable();
+  rmaHooks: RmaHooks | null = null;
   private readonly byHandle = new Map<bigint, CardEndpoint>();
   private nextId = 1;
   private session = 0;
@@ -201,6 +242,34 @@ export class Endpoints {
       },
       nodeIds: () => (eps.node.peerAlive ? [SCIF_MGMT_NODE, eps.node.nodeId] : [eps.node.nodeId]),
       open: () => eps.open(),
+      allocBuffer: (len) => eps.allocBuffer(len),
+    };
+  }
+
+  /** Card memory for a card program's windows, from the node's GDDR region. */
+  allocBuffer(len: number): CardBuffer {
+    const a = this.node.alloc;
+    if (!(len > 0)) throw new ScifError('EINVAL', `buffer length ${len}`);
+    let addr: bigint;
+    try {
+      addr = a.alloc(len);
+    } catch (e) {
+      if (e instanceof CardMemoryError) throw new ScifError('ENOMEM', e.message);
+      throw e;
+    }
+    const gen = a.generation;
+    const size = Math.ceil(len / 0x1000) * 0x1000;
+    const mem = this.mem;
+    const check = (off: number, n: number) => {
+      if (off < 0 || n < 0 || off + n > size) throw new ScifError('EFAULT', `buffer access ${off}+${n} outside ${size} bytes`);
+    };
+    fill(mem, addr, size);
+    return {
+      addr,
+      len: size,
+      read: (off, n) => (check(off, n), mem.read(addr + BigInt(off), n)),
+      write: (off, data) => (check(off, data.byteLength), writeBytes(mem, addr + BigInt(off), data)),
+      free: () => a.releaseFrom(gen, addr),
     };
   }
 
@@ -383,6 +452,7 @@ export class Endpoints {
     this.freeQp(ep);
     ep.state = 'ZOMBIE';
     this.byHandle.delete(ep.handle);
+    this.rmaHooks?.freed(ep);
   }
 
   private onGntAck(m: ScifMsg): void {
@@ -528,9 +598,13 @@ export class Endpoints {
   async close(ep: CardEndpoint): Promise<void> {
     const old = ep.state;
     if (old === 'ZOMBIE') return;
+    // scif_unregister_all_windows() runs while the endpoint is still connected.
+    if (old === 'CONNECTED' || old === 'DISCONNECTED') await this.rmaHooks?.closing(ep);
+    if (ep.state === 'ZOMBIE') return;
+    const was = ep.state;
     ep.state = 'CLOSING';
     ep.wq.wake();
-    if ((old === 'CONNECTED' || old === 'MAPPING') && this.node.peerAlive && !ep.dead && ep.peer) {
+    if ((was === 'CONNECTED' || was === 'MAPPING') && this.node.peerAlive && !ep.dead && ep.peer) {
       // scif_disconnect_ep(): DISCNCT, then ≤ 30 s for DISCNT_ACK.
       ep.discon = false;
       const sent = this.node.sendMsg(newMsg(SCIF.DISCNCT, { src: { ...ep.port }, dst: { ...ep.peer }, payload: [ep.handle, ep.remoteEp, 0n, 0n] }));
@@ -543,6 +617,7 @@ export class Endpoints {
     this.freeQp(ep);
     ep.state = 'ZOMBIE';
     this.byHandle.delete(ep.handle);
+    this.rmaHooks?.freed(ep);
     ep.wq.wake();
   }
 
@@ -636,29 +711,6 @@ export class Endpoints {
     if (ep && ep.state === 'CONNECTED') ep.wq.wake();
   }
 
-  // ---- RMA and fence requests the card does not serve (yet): answered so the host never waits ----
-
-  /** Echo `m` as `uop` with p0 = the requester's endpoint (our remote_ep), if p0 names one of ours. */
-  private nackToEp(m: ScifMsg, uop: number): void {
-    const ep = this.find(m.payload[0]);
-    if (!ep || !ep.peer) {
-      this.trace({ action: 'error', op: opName(m.uop), error: `p0 ${hex(m.payload[0])} is no card endpoint: cannot answer safely` });
-      return;
-    }
-    const r = cloneMsg(m);
-    r.uop = uop;
-    r.src = { ...ep.port };
-    r.dst = { ...ep.peer };
-    r.payload[0] = ep.remoteEp;
-    this.node.sendMsg(r);
-  }
-
-  private echo(m: ScifMsg, uop: number): void {
-    const r = cloneMsg(m);
-    r.uop = uop;
-    this.node.sendMsg(r);
-  }
-
   handler(uop: number): ((m: ScifMsg) => void) | undefined {
     switch (uop) {
       case SCIF.CNCT_REQ: return (m) => this.onCnctReq(m);
@@ -670,16 +722,8 @@ export class Endpoints {
       case SCIF.DISCNT_ACK: return (m) => this.onDiscntAck(m);
       case SCIF.CLIENT_SENT: return (m) => this.onClientSent(m);
       case SCIF.CLIENT_RCVD: return (m) => this.onClientRcvd(m);
-      // scif_alloc_req() failure path: the host's scif_register() gets -ENOMEM.
-      case SCIF.ALLOC_REQ: return (m) => this.echo(m, SCIF.ALLOC_REJ);
-      // scif_recv_reg(): NACK echoes; the host reads p2 (its window).
-      case SCIF.REGISTER: return (m) => this.echo(m, SCIF.REGISTER_NACK);
-      case SCIF.MARK: return (m) => this.nackToEp(m, SCIF.MARK_NACK);
-      case SCIF.WAIT: return (m) => this.nackToEp(m, SCIF.WAIT_NACK);
-      case SCIF.SIG_LOCAL:
-      case SCIF.SIG_REMOTE: return (m) => this.nackToEp(m, SCIF.SIG_NACK);
       default:
-        // Replies to requests the card never makes, FREE_VIRT / MUNMAP / UNREGISTER on windows it never granted.
+        // The RMA opcodes are taken over by rma/core.ts through ScifNode.handle().
         return (m) => this.trace({ action: 'ignored', op: opName(m.uop), note: 'nothing of the card refers to it' });
     }
   }

@@ -69,7 +69,7 @@ describe('bad input from the host', () => {
     await stillWorks(h, 5003);
   });
 
-  it('refuses RMA and fence requests it does not serve with their NACKs, p0 = the host endpoint', async () => {
+  it('answers bad RMA and fence requests with their NACKs (p0 = the host endpoint), never leaving the host waiting', async () => {
     const h = await up();
     const l = h.card.scif.api.open();
     l.bind(5004);
@@ -81,18 +81,32 @@ describe('bad input from the host', () => {
     await h.settle();
     await acc;
     const cardEp = hep.remoteEp;
-    h.nodeqpSend(msg(SCIF.ALLOC_REQ, [0n, 4n, 0xa110cn]));
+    const free = h.card.scif.alloc.bytesFree();
+    // The host only records the answers (h.rx).
+    h.rmaHandler = () => true;
+    // nr_pages 0, negative (an int on the host), and more than the card has: ALLOC_REJ with p2 echoed.
+    h.nodeqpSend(msg(SCIF.ALLOC_REQ, [0n, 0n, 0xa1100n]));
+    h.nodeqpSend(msg(SCIF.ALLOC_REQ, [0n, 0xffff_ffff_ffff_fff0n, 0xa1101n]));
+    h.nodeqpSend(msg(SCIF.ALLOC_REQ, [0n, 1n << 20n, 0xa1102n]));
+    // REGISTER of a window the card never granted.
     h.nodeqpSend(msg(SCIF.REGISTER, [cardEp, 0x1n, 0xf00dn]));
-    h.nodeqpSend(msg(SCIF.MARK, [cardEp, 0xfe1cen]));
-    h.nodeqpSend(msg(SCIF.WAIT, [cardEp, 0xfe1cen, 1n]));
+    // Signals at offsets in no window.
     h.nodeqpSend(msg(SCIF.SIG_LOCAL, [cardEp, 0n, 1n, 0xfe1cen]));
     h.nodeqpSend(msg(SCIF.SIG_REMOTE, [cardEp, 0n, 1n, 0xfe1cen]));
+    // A mark and a wait on an idle endpoint are served at once.
+    h.nodeqpSend(msg(SCIF.MARK, [cardEp, 0xfe1cen]));
+    h.nodeqpSend(msg(SCIF.WAIT, [cardEp, 0xfe1cen, 0xffff_ffff_8000_0000n]));
+    // UNREGISTER and FREE_VIRT of windows that never were: ACK / nothing.
+    h.nodeqpSend(msg(SCIF.UNREGISTER, [0x77n, 0xbeefn]));
+    h.nodeqpSend(msg(SCIF.FREE_VIRT, [cardEp, 0x77n, 0xbeefn, 19n]));
     await h.settle();
-    expect(h.received(SCIF.ALLOC_REJ)[0].payload[2]).toBe(0xa110cn);
+    expect(h.received(SCIF.ALLOC_REJ).map((m) => m.payload[2])).toEqual([0xa1100n, 0xa1101n, 0xa1102n]);
     expect(h.received(SCIF.REGISTER_NACK)[0].payload[2]).toBe(0xf00dn);
-    expect(h.received(SCIF.MARK_NACK)[0].payload.slice(0, 2)).toEqual([hep.handle, 0xfe1cen]);
-    expect(h.received(SCIF.WAIT_NACK)[0].payload.slice(0, 2)).toEqual([hep.handle, 0xfe1cen]);
     expect(h.received(SCIF.SIG_NACK).map((m) => [m.payload[0], m.payload[3]])).toEqual([[hep.handle, 0xfe1cen], [hep.handle, 0xfe1cen]]);
+    expect(h.received(SCIF.MARK_ACK)[0].payload.slice(0, 2)).toEqual([hep.handle, 0xfe1cen]);
+    expect(h.received(SCIF.WAIT_ACK)[0].payload.slice(0, 2)).toEqual([hep.handle, 0xfe1cen]);
+    expect(h.received(SCIF.UNREGISTER_ACK)[0].payload[1]).toBe(0xbeefn);
+    expect(h.card.scif.alloc.bytesFree()).toBe(free);
   });
 
   it('queues replies while the host ring is full and delivers every one (no drops)', async () => {

@@ -23,6 +23,7 @@ import { readU32, storeU64Untorn, writeU32, writeU8 } from './mem.ts';
 import type { After } from './waitq.ts';
 import { WaitQueue } from './waitq.ts';
 import { Endpoints } from './endpoints.ts';
+import { RmaCore } from './rma/core.ts';
 import type { ScifApi } from './api.ts';
 import { QP_POLL_MS, SCIF_MGMT_NODE, SCIF_NODE_ALIVE_TIMEOUT_MS } from './consts.ts';
 
@@ -76,6 +77,8 @@ export class ScifNode {
   nodeId = 0;
   readonly alloc: CardAllocator;
   readonly endpoints: Endpoints;
+  /** SCIF RMA: registered windows, copies, fences (rma/core.ts). */
+  readonly rma: RmaCore;
   /** Woken on every state change. */
   readonly stateq: WaitQueue;
   /** The card's h2c_scif_db, once picked. */
@@ -110,6 +113,7 @@ export class ScifNode {
     this.alloc = new CardAllocator(o.mem, o.region.base, o.region.size);
     this.stateq = new WaitQueue(o.after);
     this.endpoints = new Endpoints(this, o.mem, o.after, (e) => this.trace(e));
+    this.rma = new RmaCore(this, o.after);
   }
 
   get mem(): CardAddressSpace {

@@ -159,6 +159,8 @@ export class LinuxScifHost {
   readonly dp: Loc;
   readonly dpIova: bigint;
   readonly endpoints = new Map<bigint, HostEndpoint>();
+  /** The host's scif_rma.c / scif_fence.c message handlers (rma/testing.ts); true if it took the message. */
+  rmaHandler: ((msg: ScifMsg) => boolean) | null = null;
   /** Record replies a real host would oops on (fuzzing) instead of throwing. */
   tolerant = false;
   readonly oddities: string[] = [];
@@ -369,6 +371,7 @@ export class LinuxScifHost {
   }
 
   private handle(msg: ScifMsg): void {
+    if (this.rmaHandler?.(msg)) return;
     switch (msg.uop) {
       case SCIF.INIT:
         // scif_init(): flush qp_dwork, then scif_peer_register_device().

@@ -44,7 +44,7 @@ function rig(nodes = [0, 1]) {
 }
 
 describe('RMA agent (port 2003)', () => {
-  it('answers every request in order with its tag; unknown ops get -EINVAL, RMA ops -ENOSYS/-ENXIO for now', async () => {
+  it('answers every request in order with its tag; unknown ops get -EINVAL; on a node without RMA the RMA ops get -ENOSYS, window ops -ENXIO', async () => {
     const r = rig();
     const ep = await r.connect();
     const reqs = [
@@ -52,7 +52,7 @@ describe('RMA agent (port 2003)', () => {
       r.req(99, { tag: 2n }),
       r.req(RMA_OP.REGISTER, { a: 4096n, tag: 3n }),
       r.req(RMA_OP.FILL, { a: 0n, b: 8n, c: 1n, tag: 4n }),
-      r.req(RMA_OP.CRC, { tag: 5n }),
+      r.req(RMA_OP.CRC, { b: 16n, tag: 5n }),
       r.req(RMA_OP.PEEK, { tag: 6n }),
       r.req(RMA_OP.WRITETO, { tag: 7n }),
       r.req(RMA_OP.READFROM, { tag: 8n }),

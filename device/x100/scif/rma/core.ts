@@ -1,0 +1,115 @@
+/**
+ * The card's SCIF RMA (drivers/misc/mic/scif/scif_rma.c and friends),
+ * hooked into the node through handle(uop, fn): per-endpoint registered
+ * address spaces, both registration directions, card-initiated copies,
+ * fences and signals, and the teardown at endpoint close (before
+ * SCIF_DISCNCT, scif_unregister_all_windows()), at the host's DISCNCT,
+ * and at node loss (scif_invalidate_ep(): nothing is sent).
+ */
+import { ScifError } from '../api.ts';
+import type { CardEndpoint } from '../endpoints.ts';
+import { SCIF } from '../msg.ts';
+import type { ScifNode } from '../node.ts';
+import type { After } from '../waitq.ts';
+import { RmaCopies } from './copy.ts';
+import { RmaFences } from './fence.ts';
+import { SelfRegistrations } from './register.ts';
+import { RemoteRegistrations } from './remote.ts';
+import type { Window } from './space.ts';
+import { EpRma } from './state.ts';
+import { PAGE_SIZE } from './window.ts';
+
+export class RmaCore {
+  private readonly eps = new Map<CardEndpoint, EpRma>();
+  readonly remote: RemoteRegistrations;
+  readonly self: SelfRegistrations;
+  readonly copies: RmaCopies;
+  readonly fences: RmaFences;
+
+  constructor(
+    readonly node: ScifNode,
+    private readonly after: After,
+  ) {
+    this.remote = new RemoteRegistrations(this);
+    this.self = new SelfRegistrations(this);
+    this.copies = new RmaCopies(this);
+    this.fences = new RmaFences(this);
+    // scif_discnct(): the endpoint is DISCONNECTED; then its card windows are unregistered (the host still answers for zombies).
+    const discnct = node.endpoints.handler(SCIF.DISCNCT)!;
+    node.handle(SCIF.DISCNCT, (m) => {
+      discnct(m);
+      const ep = node.endpoints.find(m.payload[1]);
+      if (ep && ep.state === 'DISCONNECTED') void this.teardown(ep);
+    });
+    node.endpoints.rmaHooks = { closing: (ep) => this.teardown(ep), freed: (ep) => this.release(ep) };
+    node.onState((state) => {
+      if (state === 'off' || state === 'exiting' || state === 'exited') this.nodeGone();
+    });
+  }
+
+  /** The endpoint's RMA state, created on first use. */
+  st(ep: CardEndpoint): EpRma {
+    let s = this.eps.get(ep);
+    if (!s) {
+      s = new EpRma(ep, this.after);
+      this.eps.set(ep, s);
+    }
+    return s;
+  }
+
+  /** Endpoints with RMA state (tests). */
+  get endpointCount(): number {
+    return this.eps.size;
+  }
+
+  /** scif_verify_epd() */
+  verify(ep: CardEndpoint): void {
+    if (ep.state === 'DISCONNECTED' || ep.dead) throw new ScifError('ECONNRESET', `ep ${ep.id}: peer gone`);
+    if (ep.state !== 'CONNECTED') throw new ScifError('ENOTCONN', `ep ${ep.id}: state ${ep.state}`);
+    if (!this.node.peerAlive) throw new ScifError('ENODEV', 'node 0 is not a live peer');
+  }
+
+  /** Resolves once none of the endpoint's card-initiated transfers is in flight. */
+  async drained(ep: CardEndpoint): Promise<void> {
+    const st = this.eps.get(ep);
+    if (st && st.outstanding.size) await st.wq.wait(() => st.outstanding.size === 0 || !this.node.peerAlive);
+  }
+
+  /** Card windows on `ep` are unregistered (each UNREGISTER answered, or the node gone). */
+  private async teardown(ep: CardEndpoint): Promise<void> {
+    const st = this.eps.get(ep);
+    if (!st) return;
+    for (const w of [...st.reserved.list]) {
+      if (w.state !== 'registered') continue;
+      try {
+        await this.self.unregisterWindow(w);
+      } catch (e) {
+        this.trace({ action: 'error', ep: ep.id, error: `unregister at close: ${(e as Error).message}` });
+      }
+    }
+  }
+
+  /** The endpoint is freed: whatever is left of it goes, with no messages. */
+  private release(ep: CardEndpoint): void {
+    const st = this.eps.get(ep);
+    if (!st) return;
+    for (const w of [...st.reserved.list]) this.self.forget(w, true);
+    for (const w of [...st.remote.list]) this.remote.drop(w);
+    st.wq.wake();
+    this.eps.delete(ep);
+  }
+
+  /** Node 0 left (EXIT) or the card was reset: every window, image and waiter goes (scif_cleanup_rma_for_zombies()). */
+  private nodeGone(): void {
+    for (const ep of [...this.eps.keys()]) this.release(ep);
+    for (const img of [...this.remote.images.values()]) this.remote.destroy(img);
+  }
+
+  trace(data: Record<string, unknown>): void {
+    this.node.trace({ rma: true, ...data });
+  }
+
+  traceWindow(action: 'register' | 'unregister', owner: 'card' | 'host', w: Window & { ep: CardEndpoint }): void {
+    this.trace({ action: `window-${action}`, owner, ep: w.ep.id, offset: `0x${w.offset.toString(16)}`, len: w.nrPages * PAGE_SIZE, pages: w.nrPages, prot: w.prot, chunks: w.chunks.length });
+  }
+}
