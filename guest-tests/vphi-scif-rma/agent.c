@@ -2,8 +2,9 @@
  * `vphi-scif-rma serve`: the card's RMA agent (card-services, port 2003) on
  * this node (0), for the loopback mode (--node 0): the same 48-byte
  * requests and 24-byte replies, each op the SCIF call the card makes, here
- * through /dev/scif. REGISTER maps fresh anonymous memory (read-only when
- * prot lacks SCIF_PROT_WRITE, so that __scif_pin_pages() cannot upgrade it);
+ * through /dev/scif. REGISTER maps fresh anonymous memory (read-only past
+ * its first page when prot lacks SCIF_PROT_WRITE, so that
+ * __scif_pin_pages() cannot upgrade it to read-write);
  * FILL, CRC and PEEK touch it with the CPU. DIAL is vphi-scif's and gets
  * -EINVAL here, like an unknown op. One process per connection; its windows
  * go with its endpoint (scif_fdclose() -> scif_close()).
@@ -44,8 +45,8 @@ static int win_io(int64_t off, uint8_t *buf, size_t len, int to_win)
 			if (!(w->prot & SCIF_PROT_WRITE))
 				mprotect(w->mem, page_up(w->len), PROT_READ | PROT_WRITE);
 			memcpy(w->mem + at, buf, n);
-			if (!(w->prot & SCIF_PROT_WRITE))
-				mprotect(w->mem, page_up(w->len), PROT_READ);
+			if (!(w->prot & SCIF_PROT_WRITE) && page_up(w->len) > PAGE)
+				mprotect(w->mem + PAGE, page_up(w->len) - PAGE, PROT_READ);
 		} else
 			memcpy(buf, w->mem + at, n);
 		off += (int64_t)n;
@@ -64,8 +65,14 @@ static int64_t op_register(int fd, uint64_t len, int64_t offset, int prot, int f
 	uint8_t *mem = mmap(NULL, page_up(len), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -ENOMEM;
-	if (!(prot & SCIF_PROT_WRITE))
-		mprotect(mem, page_up(len), PROT_READ);
+	/*
+	 * A read-only window: __scif_pin_pages() first pins with FOLL_WRITE
+	 * ("try_upgrade") and on a partial pin retries read-only; on a pin of
+	 * no page at all it passes the negative count to unpin_user_pages()
+	 * and oopses. So the first page stays writable, the rest read-only.
+	 */
+	if (!(prot & SCIF_PROT_WRITE) && page_up(len) > PAGE)
+		mprotect(mem + PAGE, page_up(len) - PAGE, PROT_READ);
 	int64_t r = rma_reg(fd, mem, len, offset, prot, flags);
 	if (r < 0) {
 		munmap(mem, page_up(len));

@@ -804,11 +804,17 @@ static int t_errors(void)
 		ok = expect_err(rma_copy(p.fd, SCIF_READFROM, p.loff, 4096, (int64_t)v, NULL, SCIF_RMA_SYNC), 0,
 				"SCIF_READFROM from a PROT_READ card window") && ok;
 	}
-	/* a read-only host window (read-only pages: no upgrade in __scif_pin_pages()): a readfrom needs local WRITE */
+	/*
+	 * A read-only host window: a readfrom needs local WRITE. __scif_pin_pages()
+	 * upgrades SCIF_PROT_READ to read-write when FOLL_WRITE pins every page,
+	 * retries read-only after a partial pin, and oopses when it pins none (it
+	 * hands the negative count to unpin_user_pages()): so the first page is
+	 * writable and the other three read-only.
+	 */
 	uint8_t *ro = map_anon(16 * KiB);
 	if (ro) {
 		memset(ro, 1, 16 * KiB);
-		mprotect(ro, 16 * KiB, PROT_READ);
+		mprotect(ro + PAGE, 16 * KiB - PAGE, PROT_READ);
 		int64_t lo = rma_reg(p.fd, ro, 16 * KiB, 0, SCIF_PROT_READ, 0);
 		if (lo < 0)
 			ktap_diag("SCIF_REG of read-only pages with SCIF_PROT_READ: %s", strerror((int)-lo)), ok = 0;
