@@ -47,7 +47,7 @@ const ready = kernel !== null && nativeAvailable() && existsSync(qemuBinary());
  * agent's ops on port 2003) is merged: the card subtests then run, and any
  * that fails fails this file. The loopback subtests run either way.
  */
-const CARD_RMA = false;
+const CARD_RMA = true;
 const SOAK_MIB = Math.max(1, Number(process.env.VPHI_RMA_SOAK_MIB ?? 256));
 /** Per guest command (init.sh's vphi.timeout) and for the whole guest. */
 const COMMAND_TIMEOUT_S = CARD_RMA ? 900 : 300;

@@ -132,6 +132,8 @@ export class X100Card implements DeviceModel {
       tracer: env.tracer,
       region: scifRegion(this.aperture.byteLength),
     });
+    // Card-initiated RMA copies run on the card-owned DMA channels 4-7 (scif_rma_copy() on the card).
+    this.scif.rma.copies.dma = (dst, src, len) => this.cardDma.copy(dst, src, len);
     this.cosm = new CosmClient({
       after: (ms, fn) => env.after(ms, fn),
       now: () => Date.now(), // only to trace the skew against the host's SYNC_TIME

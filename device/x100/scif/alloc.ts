@@ -17,9 +17,13 @@ export class CardMemoryError extends Error {
   }
 }
 
-/** The SCIF region: the top quarter of a small aperture, at most 16 MiB. */
+/**
+ * The card OS's memory for SCIF (queue pairs, rings, windows, the RMA
+ * agent's buffers): the top quarter of the aperture, above the download
+ * (mic_x100_load_firmware() at 64 MiB, the ramdisk after it), at most 256 MiB.
+ */
 export function scifRegion(apertureSize: number): { base: number; size: number } {
-  const size = Math.min(16 << 20, Math.floor(apertureSize / 4 / CARD_PAGE) * CARD_PAGE);
+  const size = Math.min(256 << 20, Math.floor(apertureSize / 4 / CARD_PAGE) * CARD_PAGE);
   return { base: apertureSize - size, size };
 }
 

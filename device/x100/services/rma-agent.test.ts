@@ -4,7 +4,7 @@ import { ERRNO } from '../scif/api.ts';
 import { LinuxScifHost } from '../scif/testing.ts';
 import { HostRma } from '../scif/rma/testing.ts';
 import { SCIF_FENCE_INIT_PEER, SCIF_FENCE_INIT_SELF, SCIF_MAP_FIXED, SCIF_SIGNAL_LOCAL, SCIF_SIGNAL_REMOTE } from '../scif/rma/window.ts';
-import { crc32, pattern } from './pattern.ts';
+import { crc32, pattern } from '../../../src/pattern.ts';
 import { RmaAgentService } from './rma.ts';
 import { RMA_OP, RMA_PORT, RMA_REPLY_SIZE, decodeRmaReply, encodeRmaRequest, type RmaReply, type RmaRequest } from './rma-wire.ts';
 

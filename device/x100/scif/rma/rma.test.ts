@@ -241,7 +241,7 @@ describe('SCIF RMA: card-initiated copies', () => {
     await rma.register(hep, ram, 4 * 4096, { offset: 0x40000n, chunkPages: 1 });
     const buf = scif.api.allocBuffer!(4 * 4096);
     await run(ep.register!(buf, 0n, 3, SCIF_MAP_FIXED));
-    await ep.readfrom!(0x10n, 3 * 4096, 0x40000n + 0x30n, 0);
+    await run(ep.readfrom!(0x10n, 3 * 4096, 0x40000n + 0x30n, 0)); // on a card DMA channel: the fake clock must run
     expect(Buffer.from(buf.read(0x10, 3 * 4096))).toEqual(Buffer.from(h.ram.subarray(ram + 0x30, ram + 0x30 + 3 * 4096)));
     buf.write(0, fill(4096, 9));
     await ep.writeto!(0n, 4096, 0x40000n + 4096n * 3n, SCIF_RMA_USECPU);
