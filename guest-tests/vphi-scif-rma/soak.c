@@ -1,6 +1,7 @@
 /*
  * soak: random transfers until --soak-bytes moved; bench: throughput of the
- * copies, "# rma_..._bytes=N MBps=X" diagnostics.
+ * copies, "# rma_<dir>_bytes=N MBps=X" diagnostics (dir: writeto, readfrom,
+ * vwriteto, vreadfrom, card_writeto, card_readfrom).
  */
 #include "vphi-scif-rma/rma.h"
 
@@ -119,7 +120,12 @@ int t_bench(void)
 			double us = (double)(vg_now_us() - t0);
 			if (!ok)
 				break;
-			ktap_diag("rma_%s_bytes=%zu MBps=%.1f (%lu x %zu B to node %d, %.1f us each)", xdir_name[d], n,
+			char key[32];
+			snprintf(key, sizeof(key), "%s", xdir_name[d]);
+			for (char *c = key; *c; c++)
+				if (*c == '-')
+					*c = '_';
+			ktap_diag("rma_%s_bytes=%zu MBps=%.1f (%lu x %zu B to node %d, %.1f us each)", key, n,
 				  (double)n * (double)reps / us, reps, n, o.node, us / (double)reps);
 			ok = xfer_check(&p, (enum xdir)d, 0, 0, n, SCIF_RMA_SYNC, (uint32_t)(n + (size_t)d), 0, 0, NULL);
 		}
