@@ -147,6 +147,27 @@ describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
   });
 });
 
+describe('SCIF RMA: card reset', () => {
+  it('drops every window; a buffer freed after the reset does not touch the new session', async () => {
+    const { h, rma, connect, scif, run } = await rig();
+    const { hep, ep } = await connect();
+    await rma.register(hep, h.kzalloc(4096), 4096);
+    const buf = scif.api.allocBuffer!(4096);
+    let freed = 0;
+    await run(ep.register!(buf, 0n, 3, SCIF_MAP_FIXED, () => freed++));
+    h.resetCard();
+    await h.settle();
+    expect(scif.state).toBe('off');
+    expect(freed).toBe(1);
+    expect(scif.rma.endpointCount).toBe(0);
+    expect(scif.alloc.allocations()).toBe(0);
+    const fresh = scif.alloc.alloc(4096);
+    buf.free();
+    expect(scif.alloc.allocations()).toBe(1);
+    scif.alloc.release(fresh);
+  });
+});
+
 describe('SCIF RMA: the card registers its own memory', () => {
   it('ALLOC_REQ, the page list written into the host window through the SMPT, REGISTER → ACK; the host copies through BAR0 + CPA', async () => {
     const { h, rma, connect, scif, run } = await rig();
