@@ -246,16 +246,22 @@ export class Endpoints {
     };
   }
 
-  /** Card memory for a card program's windows, from the node's GDDR region. */
+  /** Card memory for a card program's windows: free GDDR below the SCIF region, else the SCIF region. */
   allocBuffer(len: number): CardBuffer {
-    const a = this.node.alloc;
     if (!(len > 0)) throw new ScifError('EINVAL', `buffer length ${len}`);
+    let a = this.node.buffers;
     let addr: bigint;
     try {
       addr = a.alloc(len);
     } catch (e) {
-      if (e instanceof CardMemoryError) throw new ScifError('ENOMEM', e.message);
-      throw e;
+      if (!(e instanceof CardMemoryError)) throw e;
+      a = this.node.alloc;
+      try {
+        addr = a.alloc(len);
+      } catch (e2) {
+        if (e2 instanceof CardMemoryError) throw new ScifError('ENOMEM', e2.message);
+        throw e2;
+      }
     }
     const gen = a.generation;
     const size = Math.ceil(len / 0x1000) * 0x1000;

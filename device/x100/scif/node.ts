@@ -76,6 +76,12 @@ export class ScifNode {
   state: NodeState = 'off';
   nodeId = 0;
   readonly alloc: CardAllocator;
+  /**
+   * GDDR for card programs' buffers (what scif_register() of a card
+   * program pins): between the end of the host's download and the SCIF
+   * region; rebuilt at every start.
+   */
+  buffers: CardAllocator;
   readonly endpoints: Endpoints;
   /** SCIF RMA: registered windows, copies, fences (rma/core.ts). */
   readonly rma: RmaCore;
@@ -111,6 +117,7 @@ export class ScifNode {
 
   constructor(private readonly o: ScifNodeOptions) {
     this.alloc = new CardAllocator(o.mem, o.region.base, o.region.size);
+    this.buffers = new CardAllocator(o.mem, o.region.base, 0);
     this.stateq = new WaitQueue(o.after);
     this.endpoints = new Endpoints(this, o.mem, o.after, (e) => this.trace(e));
     this.rma = new RmaCore(this, o.after);
@@ -162,6 +169,8 @@ export class ScifNode {
     if (downloadEnd > this.o.region.base) {
       this.trace({ action: 'warning', error: `the download reaches 0x${downloadEnd.toString(16)}, into the SCIF region at 0x${this.o.region.base.toString(16)}` });
     }
+    const bufBase = Math.min(this.o.region.base, Math.ceil(downloadEnd / 0x1000) * 0x1000);
+    this.buffers = new CardAllocator(this.o.mem, bufBase, this.o.region.base - bufBase);
     this.bringUp();
   }
 
@@ -272,6 +281,7 @@ export class ScifNode {
     this.retryArmed = false;
     this.endpoints.nodeGone(true);
     this.alloc.releaseAll();
+    this.buffers.releaseAll();
     if (this.state !== 'off') this.setState('off', reason);
   }
 

@@ -8,6 +8,9 @@ import { crc32, pattern } from '../../../src/pattern.ts';
 import { RmaAgentService } from './rma.ts';
 import { RMA_OP, RMA_PORT, RMA_REPLY_SIZE, decodeRmaReply, encodeRmaRequest, type RmaReply, type RmaRequest } from './rma-wire.ts';
 
+/** Free card memory: the SCIF region and the card-program buffers. */
+const cardFree = (h: LinuxScifHost) => h.card.scif.alloc.bytesFree() + h.card.scif.buffers.bytesFree();
+
 /** The agent on the real card node, driven by the Linux host double over SCIF. */
 async function rig() {
   const h = new LinuxScifHost();
@@ -16,7 +19,7 @@ async function rig() {
   const agent = new RmaAgentService({ tracer: memoryTracer() });
   agent.start(h.card.scif.api);
   await h.settle();
-  const base = h.card.scif.alloc.bytesFree();
+  const base = cardFree(h);
   const hep = h.connectStart(RMA_PORT);
   await h.settle();
   expect(h.connectFinish(hep)).toBe('connected');
@@ -59,6 +62,10 @@ describe('RMA agent on the card node (port 2003)', () => {
     // Non-fixed: the offset alloc_iova() gives, top-down below 2^63.
     const r2 = await call(RMA_OP.REGISTER, { a: 0x1000n, c: 3n });
     expect(r2).toMatchObject({ status: 0, value: (1n << 63n) - 0x2000n });
+    // Larger than the whole SCIF region (1 MiB here): taken from the GDDR below it.
+    expect(h.card.scif.alloc.size).toBe(1 << 20);
+    expect((await call(RMA_OP.REGISTER, { a: 0x180000n, b: 0x100000n, c: 3n, flags: SCIF_MAP_FIXED })).status).toBe(0);
+    expect(await call(RMA_OP.CRC, { a: 0x17fff8n + 0x100000n, b: 8n })).toMatchObject({ status: 0, value: BigInt(crc32(new Uint8Array(8))) });
   });
 
   it('WRITETO / READFROM against a host window, fences and signals', async () => {
@@ -118,34 +125,34 @@ describe('RMA agent on the card node (port 2003)', () => {
 
   it('UNREGISTER frees the memory; closing the connection unregisters and frees the rest (no leak)', async () => {
     const { h, rma, hep, call, base } = await rig();
-    const afterConnect = h.card.scif.alloc.bytesFree();
+    const afterConnect = cardFree(h);
     await call(RMA_OP.REGISTER, { a: 0x2000n, b: 0n, c: 3n, flags: SCIF_MAP_FIXED });
     await call(RMA_OP.REGISTER, { a: 0x1000n, b: 0x2000n, c: 3n, flags: SCIF_MAP_FIXED });
     expect(rma.remoteList(hep)).toHaveLength(2);
     expect((await call(RMA_OP.UNREGISTER, { a: 0n, b: 0x2000n })).status).toBe(0);
     expect(rma.remoteList(hep)).toHaveLength(1);
-    expect(h.card.scif.alloc.bytesFree()).toBe(afterConnect - 0x1000);
+    expect(cardFree(h)).toBe(afterConnect - 0x1000);
     expect((await call(RMA_OP.FILL, { a: 0n, b: 8n })).status).toBe(-ERRNO.ENXIO);
     // The host closes: DISCNCT; the card unregisters the last window with the zombie host endpoint.
     h.close(hep);
     await h.settle();
     await h.settle();
     expect(rma.peer.size).toBe(0);
-    expect(h.card.scif.alloc.bytesFree()).toBe(base);
+    expect(cardFree(h)).toBe(base);
   });
 
   it('UNREGISTER while the host maps the window: NACKed, the bytes stay reachable until SCIF_MUNMAP frees them', async () => {
     const { h, rma, hep, call } = await rig();
     await call(RMA_OP.REGISTER, { a: 0x1000n, b: 0n, c: 3n, flags: SCIF_MAP_FIXED });
     await call(RMA_OP.FILL, { a: 0n, b: 0x1000n, c: 5n });
-    const free = h.card.scif.alloc.bytesFree();
+    const free = cardFree(h);
     const [w] = rma.remoteList(hep);
     rma.map(w, 1);
     expect((await call(RMA_OP.UNREGISTER, { a: 0n, b: 0x1000n })).status).toBe(0);
     expect(Buffer.from(rma.readFromCard(hep, 0n, 0x1000))).toEqual(Buffer.from(pattern(5, 0x1000)));
-    expect(h.card.scif.alloc.bytesFree()).toBe(free);
+    expect(cardFree(h)).toBe(free);
     rma.map(w, -1);
     await h.settle();
-    expect(h.card.scif.alloc.bytesFree()).toBe(free + 0x1000);
+    expect(cardFree(h)).toBe(free + 0x1000);
   });
 });

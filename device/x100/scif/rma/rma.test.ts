@@ -22,6 +22,8 @@ async function rig() {
     return { hep, ep: ep as CardEndpoint };
   };
   const scif = h.card.scif;
+  /** Free card memory: the SCIF region and the card-program buffers. */
+  const free = () => scif.alloc.bytesFree() + scif.buffers.bytesFree();
   /** Settle the card and the host double until `p` is done. */
   const run = async <T>(p: Promise<T>): Promise<T> => {
     let done = false;
@@ -29,7 +31,7 @@ async function rig() {
     for (let i = 0; i < 100 && !done; i++) await h.settle();
     return p;
   };
-  return { h, rma, l, connect, scif, run, base: scif.alloc.bytesFree() };
+  return { h, rma, l, connect, scif, run, free, base: free() };
 }
 
 const fill = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
@@ -37,9 +39,9 @@ const events = (h: LinuxScifHost, action: string) => h.env.tracer.events.filter(
 
 describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
   it('ALLOC_REQ → GNT with the image in GDDR, REGISTER → ACK, the window recorded with its MSAs; UNREGISTER → ACK frees it', async () => {
-    const { h, rma, connect, scif, base } = await rig();
+    const { h, rma, connect, scif, base, free } = await rig();
     const { hep, ep } = await connect();
-    const afterConnect = scif.alloc.bytesFree();
+    const afterConnect = free();
     const ram = h.kzalloc(5 * 4096);
     const w = await rma.register(hep, ram, 5 * 4096, { offset: 0x10000n });
     expect(typeof w).not.toBe('string');
@@ -54,14 +56,14 @@ describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
     expect(win).toMatchObject({ offset: 0x10000n, nrPages: 5, prot: 3, hostWin: w.handle });
     expect(win.chunks).toEqual([{ addr: h.msa(ram), pages: 5 }]);
     // The image is gone once the page list was read (scif_destroy_remote_lookup()).
-    expect(scif.alloc.bytesFree()).toBe(afterConnect);
+    expect(free()).toBe(afterConnect);
     expect(events(h, 'window-register')[0]).toMatchObject({ owner: 'host', offset: '0x10000', len: 5 * 4096, pages: 5 });
     expect(await rma.unregister(w)).toBe(true);
     expect(h.received(SCIF.UNREGISTER_ACK)[0].payload.slice(0, 2)).toEqual([hep.handle, w.handle]);
     expect(st.remote.list).toHaveLength(0);
     await rma.close(hep);
     await ep.close();
-    expect(scif.alloc.bytesFree()).toBe(base);
+    expect(free()).toBe(base);
   });
 
   it('reads a page list of one chunk per page and of many chunks (lookups spanning pages)', async () => {
@@ -81,13 +83,13 @@ describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
   });
 
   it('REGISTER on an endpoint that is no longer connected → NACK and the image freed; FREE_VIRT frees an abandoned grant; ALLOC_REJ when GDDR is out', async () => {
-    const { h, rma, connect, scif, run } = await rig();
+    const { h, rma, connect, scif, run, free: cardFree } = await rig();
     const { hep, ep } = await connect();
-    const free = scif.alloc.bytesFree();
+    const before = cardFree();
     // FREE_VIRT after GNT
     const g = await rma.allocOnly(hep, 8);
     expect(g?.uop).toBe(SCIF.ALLOC_GNT);
-    expect(scif.alloc.bytesFree()).toBe(free);
+    expect(cardFree()).toBe(before);
     // NACK: the card endpoint went DISCONNECTED between ALLOC_GNT and REGISTER (scif_recv_reg()).
     const ram = h.kzalloc(4096);
     const p = rma.register(hep, ram, 4096);
@@ -95,15 +97,15 @@ describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
     ep.state = 'DISCONNECTED';
     expect(String(await p)).toBe('ENOTCONN');
     expect(h.received(SCIF.REGISTER_NACK)).toHaveLength(1);
-    expect(scif.alloc.bytesFree()).toBe(free);
+    expect(cardFree()).toBe(before);
     ep.state = 'CONNECTED';
     // More pages than the SCIF region holds: ALLOC_REJ → -ENOMEM.
     expect(String(await rma.register(hep, 0, 4096 * 100_000))).toBe('ENOMEM');
-    expect(scif.alloc.bytesFree()).toBe(free);
+    expect(cardFree()).toBe(before);
   });
 
   it('100 rounds of connect / register / close leave no card memory behind', async () => {
-    const { h, rma, connect, scif, base, run } = await rig();
+    const { h, rma, connect, scif, base, run, free } = await rig();
     const ram = h.kzalloc(4 * 4096);
     for (let i = 0; i < 100; i++) {
       const { hep, ep } = await connect();
@@ -126,7 +128,7 @@ describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
     }
     expect(scif.rma.endpointCount).toBe(0);
     expect(scif.rma.remote.imageCount).toBe(0);
-    expect(scif.alloc.bytesFree()).toBe(base);
+    expect(free()).toBe(base);
   });
 
   it('node loss (card reset, host SCIF_EXIT) drops every window and image without a message', async () => {
@@ -144,6 +146,28 @@ describe('SCIF RMA: a host program registers memory on a card endpoint', () => {
     expect(freed).toBe(1);
     expect(scif.rma.endpointCount).toBe(0);
     expect(h.tx.slice(n).map((m) => m.uop)).toEqual([SCIF.EXIT]);
+  });
+});
+
+describe('SCIF RMA: card reset', () => {
+  it('drops every window; a buffer freed after the reset does not touch the new session', async () => {
+    const { h, rma, connect, scif, run } = await rig();
+    const { hep, ep } = await connect();
+    await rma.register(hep, h.kzalloc(4096), 4096);
+    const buf = scif.api.allocBuffer!(4096);
+    let freed = 0;
+    await run(ep.register!(buf, 0n, 3, SCIF_MAP_FIXED, () => freed++));
+    h.resetCard();
+    await h.settle();
+    expect(scif.state).toBe('off');
+    expect(freed).toBe(1);
+    expect(scif.rma.endpointCount).toBe(0);
+    expect(scif.alloc.allocations()).toBe(0);
+    expect(scif.buffers.allocations()).toBe(0);
+    const fresh = scif.buffers.alloc(4096);
+    buf.free();
+    expect(scif.buffers.allocations()).toBe(1);
+    scif.buffers.release(fresh);
   });
 });
 
