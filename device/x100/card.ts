@@ -131,9 +131,10 @@ export class X100Card implements DeviceModel {
       schedule: (fn) => env.schedule(fn),
       tracer: env.tracer,
       region: scifRegion(this.aperture.byteLength),
+      buffersEnd: dmaRegion.base,
     });
     // Card-initiated RMA copies run on the card-owned DMA channels 4-7 (scif_rma_copy() on the card).
-    // TODO(issue 8): card-initiated copies on channels 4-7: this.scif.rma.copies.dma = (d, s, n) => this.cardDma.copy(d, s, n); (two unit tests need the fake clock driven first)
+    this.scif.rma.copies.dma = (d, s, n) => this.cardDma.copy(d, s, n);
     this.cosm = new CosmClient({
       after: (ms, fn) => env.after(ms, fn),
       now: () => Date.now(), // only to trace the skew against the host's SYNC_TIME

@@ -54,6 +54,8 @@ export interface ScifNodeOptions {
   tracer: Tracer;
   /** GDDR region the node allocates its structures from. */
   region: { base: number; size: number };
+  /** Where card programs' buffers end (default: the SCIF region's base); the card DMA driver's GDDR sits above. */
+  buffersEnd?: number;
 }
 
 export type MsgHandler = (msg: ScifMsg) => void;
@@ -78,8 +80,8 @@ export class ScifNode {
   readonly alloc: CardAllocator;
   /**
    * GDDR for card programs' buffers (what scif_register() of a card
-   * program pins): between the end of the host's download and the SCIF
-   * region; rebuilt at every start.
+   * program pins): between the end of the host's download and
+   * `buffersEnd`; rebuilt at every start.
    */
   buffers: CardAllocator;
   readonly endpoints: Endpoints;
@@ -169,8 +171,9 @@ export class ScifNode {
     if (downloadEnd > this.o.region.base) {
       this.trace({ action: 'warning', error: `the download reaches 0x${downloadEnd.toString(16)}, into the SCIF region at 0x${this.o.region.base.toString(16)}` });
     }
-    const bufBase = Math.min(this.o.region.base, Math.ceil(downloadEnd / 0x1000) * 0x1000);
-    this.buffers = new CardAllocator(this.o.mem, bufBase, this.o.region.base - bufBase);
+    const bufEnd = this.o.buffersEnd ?? this.o.region.base;
+    const bufBase = Math.min(bufEnd, Math.ceil(downloadEnd / 0x1000) * 0x1000);
+    this.buffers = new CardAllocator(this.o.mem, bufBase, bufEnd - bufBase);
     this.bringUp();
   }
 

@@ -3,6 +3,7 @@ import { LinuxScifHost } from '../testing.ts';
 import { SCIF } from '../msg.ts';
 import type { CardEndpoint } from '../endpoints.ts';
 import { HostRma } from './testing.ts';
+import { cardDmaRegion } from '../../card.ts';
 import { SCIF_FENCE_INIT_PEER, SCIF_FENCE_INIT_SELF, SCIF_MAP_FIXED, SCIF_RMA_USECPU, SCIF_SIGNAL_LOCAL, SCIF_SIGNAL_REMOTE, W } from './window.ts';
 
 async function rig() {
@@ -257,6 +258,16 @@ describe('SCIF RMA: the card registers its own memory', () => {
 });
 
 describe('SCIF RMA: card-initiated copies', () => {
+  it('card program buffers end below the card DMA driver\'s GDDR (rings, bounce buffers) and the SCIF region', async () => {
+    const { h, scif } = await rig();
+    const dmaRegion = cardDmaRegion(h.card.aperture.byteLength);
+    expect(scif.buffers.base + scif.buffers.size).toBe(dmaRegion.base);
+    expect(dmaRegion.base + dmaRegion.size).toBe(scif.alloc.base);
+    // The buffer handed out first is the highest one: it must not be where a channel's ring sits.
+    const buf = scif.api.allocBuffer!(1 << 20);
+    expect(buf.addr + BigInt(1 << 20)).toBeLessThanOrEqual(BigInt(dmaRegion.base));
+  });
+
   it('writeto / readfrom between a card window and a host window, in steps contiguous at both ends', async () => {
     const { h, rma, connect, scif, run } = await rig();
     const { hep, ep } = await connect();
