@@ -111,6 +111,7 @@ export class X100Card implements DeviceModel {
       raiseCard: (ch, kind) => this.cardDmaIrq.raise(ch, kind),
       schedule: (fn) => env.schedule(fn),
       tracer: env.tracer,
+      attribute: (src, dst) => this.scif.rma.attribute(src, dst),
     });
     this.cardDmaIrq = new CardDmaIrq(env.tracer);
     const dmaRegion = cardDmaRegion(this.aperture.byteLength);

@@ -76,6 +76,8 @@ export interface DmaEnv {
   schedule(fn: () => void): void;
   /** Trace events, and warnings (channel errors) even with the trace off. */
   tracer: Tracer;
+  /** With tracing on: what a MEMCPY serves (the SCIF RMA endpoint, windows and copy), added to its trace event as `rma`. */
+  attribute?(src: bigint, dst: bigint): Record<string, unknown> | undefined;
 }
 
 /** Why a card-owned channel interrupts the card. */
@@ -356,7 +358,10 @@ export class DmaEngine {
         }
         this.runBytes += len;
         this.stats.bytes += len;
-        if (t.enabled) t.dma({ op: 'copy', ch: c.n, idx: tail, type: 'MEMCPY', src: hex(src), dst: hex(dst), len });
+        if (t.enabled) {
+          const rma = this.env.attribute?.(src, dst);
+          t.dma({ op: 'copy', ch: c.n, idx: tail, type: 'MEMCPY', src: hex(src), dst: hex(dst), len, ...(rma ? { rma } : {}) });
+        }
         break;
       }
       case DESC_STATUS:

@@ -32,6 +32,8 @@ export class RmaCopies {
   /** The DMA mover; SCIF_RMA_USECPU always takes the CPU. */
   dma: CopyFn;
   readonly cpu: CopyFn;
+  /** The last copy id handed out (trace `copy`). */
+  private copyIds = 0;
 
   constructor(private readonly core: RmaCore) {
     this.cpu = cpuCopy(core.node.mem);
@@ -48,7 +50,10 @@ export class RmaCopies {
     st.self.query(loffset, n, toRemote ? SCIF_PROT_READ : SCIF_PROT_WRITE, SCIF_WINDOW_PARTIAL);
     const mover = flags & SCIF_RMA_USECPU ? this.cpu : this.dma;
     const seq = st.issued++;
-    st.outstanding.add(seq);
+    const id = ++this.copyIds;
+    st.outstanding.set(seq, { id, dir, loffset, roffset, len: n });
+    const where = { ep: ep.id, copy: id, loffset: `0x${loffset.toString(16)}`, roffset: `0x${roffset.toString(16)}`, len, flags };
+    this.core.trace({ action: `${dir}-start`, ...where, mover: mover === this.cpu ? 'cpu' : 'dma' });
     try {
       let src = toRemote ? loffset : roffset;
       let dst = toRemote ? roffset : loffset;
@@ -71,7 +76,7 @@ export class RmaCopies {
         dst += step;
         left -= step;
       }
-      this.core.trace({ action: dir, ep: ep.id, loffset: `0x${loffset.toString(16)}`, roffset: `0x${roffset.toString(16)}`, len, flags });
+      this.core.trace({ action: dir, ...where });
     } finally {
       st.outstanding.delete(seq);
       st.wq.wake();

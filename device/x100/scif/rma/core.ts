@@ -105,6 +105,40 @@ export class RmaCore {
     for (const img of [...this.remote.images.values()]) this.remote.destroy(img);
   }
 
+  /**
+   * For the trace of a DMA descriptor (host- or card-initiated): the
+   * endpoint and window offsets its source and destination fall in, and,
+   * for the card's own copies, the copy it serves. The host does not tell
+   * the card which of its copies a descriptor belongs to, so a host
+   * copy is named by its endpoint and window offsets.
+   */
+  attribute(src: bigint, dst: bigint): Record<string, unknown> | undefined {
+    for (const [ep, st] of this.eps) {
+      const at = (addr: bigint): { win: 'card' | 'host'; offset: bigint } | null => {
+        const c = st.self.locate(addr) ?? st.reserved.locate(addr);
+        if (c) return { win: 'card', offset: c.offset };
+        const h = st.remote.locate(addr);
+        return h ? { win: 'host', offset: h.offset } : null;
+      };
+      const s = at(src);
+      const d = at(dst);
+      if (!s && !d) continue;
+      const out: Record<string, unknown> = { ep: ep.id };
+      if (s) out.src = `${s.win}:0x${s.offset.toString(16)}`;
+      if (d) out.dst = `${d.win}:0x${d.offset.toString(16)}`;
+      for (const c of st.outstanding.values()) {
+        const inside = (p: { win: string; offset: bigint } | null) =>
+          p !== null && ((p.win === 'card' && p.offset >= c.loffset && p.offset < c.loffset + c.len) || (p.win === 'host' && p.offset >= c.roffset && p.offset < c.roffset + c.len));
+        if (inside(s) || inside(d)) {
+          out.copy = c.id;
+          break;
+        }
+      }
+      return out;
+    }
+    return undefined;
+  }
+
   trace(data: Record<string, unknown>): void {
     this.node.trace({ rma: true, ...data });
   }

@@ -45,7 +45,7 @@ export class RmaFences {
   /** _scif_fence_wait(): until the transfers before `mark` are done; false after 30 s. */
   localWait(st: EpRma, mark: number): Promise<boolean> {
     const m = mark & MARK_MASK;
-    return st.wq.wait(() => ![...st.outstanding].some((s) => (s & MARK_MASK) < m) || !this.core.node.peerAlive, SCIF_NODE_ALIVE_TIMEOUT_MS);
+    return st.wq.wait(() => ![...st.outstanding.keys()].some((s) => (s & MARK_MASK) < m) || !this.core.node.peerAlive, SCIF_NODE_ALIVE_TIMEOUT_MS);
   }
 
   // ---- the host's INIT_PEER requests ----

@@ -291,6 +291,33 @@ describe('SCIF RMA: card-initiated copies', () => {
     await expect(ep.readfrom!(0x100000n, 8, 0x40000n, 0)).rejects.toMatchObject({ code: 'EPERM' });
   });
 
+  it('the trace ties each DMA descriptor to the endpoint, the windows and the copy it serves', async () => {
+    const { h, rma, connect, scif, run } = await rig();
+    const { hep, ep } = await connect();
+    const ram = h.kzalloc(4 * 4096);
+    h.ram.set(fill(4 * 4096, 4), ram);
+    await rma.register(hep, ram, 4 * 4096, { offset: 0x40000n });
+    const buf = scif.api.allocBuffer!(4 * 4096);
+    await run(ep.register!(buf, 0n, 3, SCIF_MAP_FIXED));
+    await run(ep.readfrom!(0n, 2 * 4096, 0x40000n + 4096n, 0)); // same line offset: DMA straight from the host window
+    await run(ep.writeto!(0x1000n, 4096, 0x40000n, 0));
+    const starts = events(h, 'readfrom-start').concat(events(h, 'writeto-start'));
+    expect(starts.map((e) => [e.ep, e.mover])).toEqual([[ep.id, 'dma'], [ep.id, 'dma']]);
+    const [r, w] = starts.map((e) => e.copy);
+    expect(r).not.toBe(w);
+    expect(events(h, 'readfrom')[0]).toMatchObject({ copy: r, ep: ep.id, len: 2 * 4096 });
+    const descs = h.env.tracer.events.filter((e) => e.kind === 'dma' && e.type === 'MEMCPY' && e.ch as number >= 4);
+    const of = (copy: unknown) => descs.filter((e) => (e.rma as { copy?: number } | undefined)?.copy === copy);
+    expect(of(r).length).toBeGreaterThan(0);
+    expect(of(w).length).toBeGreaterThan(0);
+    expect(of(r).length + of(w).length).toBe(descs.length); // every descriptor is named
+    expect(of(r)[0].rma).toEqual({ ep: ep.id, src: 'host:0x41000', dst: 'card:0x0', copy: r });
+    expect(of(w)[0].rma).toMatchObject({ ep: ep.id, src: 'card:0x1000', dst: 'host:0x40000' });
+    // A host-initiated descriptor (the host programs its own channel): named by the windows it touches.
+    expect(scif.rma.attribute(BigInt(h.msa(ram + 0x2040)), buf.addr + 0x3000n)).toEqual({ ep: ep.id, src: 'host:0x42040', dst: 'card:0x3000' });
+    expect(scif.rma.attribute(0x123000n, 0x456000n)).toBeUndefined();
+  });
+
   it('an injected mover carries the copy, and fences wait for it', async () => {
     const { h, rma, connect, scif, run } = await rig();
     const { hep, ep } = await connect();

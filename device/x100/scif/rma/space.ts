@@ -93,6 +93,26 @@ export class WindowList<T extends Window> {
     return null;
   }
 
+  /**
+   * The reverse of translate(), for the trace: the window and offset of
+   * card address `addr`, or null where no window maps it.
+   */
+  locate(addr: bigint): { w: T; offset: bigint } | null {
+    for (const w of this.list) {
+      const idx = chunkIndex(w);
+      let lo = 0;
+      let hi = idx.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const e = idx[mid];
+        if (addr < e.addr) hi = mid - 1;
+        else if (addr >= e.addr + (BigInt(e.pages) << PAGE_SHIFT)) lo = mid + 1;
+        else return { w, offset: e.offset + (addr - e.addr) };
+      }
+    }
+    return null;
+  }
+
   /** Does any window overlap [offset, offset + len)? */
   overlaps(offset: bigint, len: bigint): boolean {
     return this.list.some((w) => offset < windowEnd(w) && w.offset < offset + len);
@@ -116,6 +136,23 @@ export class WindowList<T extends Window> {
     }
     return top - len >= BigInt(PAGE_SIZE) ? top - len : null;
   }
+}
+
+/** A window's chunks sorted by card address, with their window offsets (built once per window, for locate()). */
+const chunkIndexes = new WeakMap<Window, { addr: bigint; pages: number; offset: bigint }[]>();
+function chunkIndex(w: Window): { addr: bigint; pages: number; offset: bigint }[] {
+  let idx = chunkIndexes.get(w);
+  if (!idx) {
+    let off = w.offset;
+    idx = w.chunks.map((c) => {
+      const e = { addr: c.addr, pages: c.pages, offset: off };
+      off += BigInt(c.pages) << PAGE_SHIFT;
+      return e;
+    });
+    idx.sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+    chunkIndexes.set(w, idx);
+  }
+  return idx;
 }
 
 /** The checks scif_register() / scif_unregister() make on offset and length. */

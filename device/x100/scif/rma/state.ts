@@ -49,6 +49,15 @@ export interface RemoteImage {
   readonly nrLookup: number;
 }
 
+/** A card-initiated copy in flight: `id` is node-wide, the trace's `copy`. */
+export interface ActiveCopy {
+  readonly id: number;
+  readonly dir: 'writeto' | 'readfrom';
+  readonly loffset: bigint;
+  readonly roffset: bigint;
+  readonly len: bigint;
+}
+
 export class EpRma {
   /** reg_list: card windows once REGISTER_ACKed (and NACKed unregisters, still mapped by the host). */
   readonly self = new WindowList<SelfWindow>();
@@ -58,9 +67,9 @@ export class EpRma {
   readonly remote = new WindowList<RemoteWindow>();
   /** Woken on every reply for this endpoint and on node loss. */
   readonly wq: WaitQueue;
-  /** Card-initiated transfers: the next sequence number, and those not yet done. */
+  /** Card-initiated transfers: the next sequence number, and those not yet done (by sequence). */
   issued = 0;
-  readonly outstanding = new Set<number>();
+  readonly outstanding = new Map<number, ActiveCopy>();
   /** Remote fences waiting for an answer, by their handle (H_fence of our requests). */
   readonly fences = new Map<bigint, ScifMsg | null>();
   constructor(readonly ep: CardEndpoint, after: After) {
