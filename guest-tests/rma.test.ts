@@ -10,13 +10,11 @@
  *                                 node 0, whose agent is `vphi-scif-rma serve`
  *   mic-scif-rma-loop bench
  *   vphi-scif-rma all --node 1    every subtest against the card's agent (port
- *                                 2003), with a 256 MiB soak   [CARD_RMA]
- *   vphi-scif-rma bench --node 1                               [CARD_RMA]
+ *                                 2003), with a 256 MiB soak
+ *   vphi-scif-rma bench --node 1
  *
- * Each KTAP result is its own test. The loopback part always runs and must
- * pass. The card part runs once CARD_RMA is true (the card's SCIF RMA
- * merged); then it is strict: a card that does not come online, or any
- * subtest that fails, fails.
+ * Each KTAP result is its own test, and each must pass: a card that does
+ * not come online, or any subtest that fails, fails.
  *
  * Env: MIC_GUEST_KERNEL (else ~/.cache/vphi/bzImage; none: "SKIP: no MIC
  * guest kernel"), VPHI_RMA_SOAK_MIB (256), VPHI_SCIF_ONLINE_TIMEOUT (seconds, 30),
@@ -49,16 +47,10 @@ const OPT_IN = process.env.VPHI_RMA_GUEST === '1';
 if (kernel && !OPT_IN) console.log('SKIP: MIC guest RMA suite is opt-in (VPHI_RMA_GUEST=1)');
 const ready = OPT_IN && kernel !== null && nativeAvailable() && existsSync(qemuBinary());
 
-/**
- * True once the card's SCIF RMA (registration, windows, fences, the RMA
- * agent's ops on port 2003) is merged: the card subtests then run, and any
- * that fails fails this file. The loopback subtests run either way.
- */
-const CARD_RMA = true;
 const SOAK_MIB = Math.max(1, Number(process.env.VPHI_RMA_SOAK_MIB ?? 256));
 /** Per guest command (init.sh's vphi.timeout) and for the whole guest. */
-const COMMAND_TIMEOUT_S = CARD_RMA ? 900 : 300;
-const GUEST_TIMEOUT_MS = (CARD_RMA ? 2400 : 600) * 1000;
+const COMMAND_TIMEOUT_S = 900;
+const GUEST_TIMEOUT_MS = 2400 * 1000;
 /** Seconds mic-scif-boot waits for `online` (its default: 30). */
 const ONLINE_TIMEOUT = process.env.VPHI_SCIF_ONLINE_TIMEOUT;
 
@@ -89,12 +81,8 @@ const CMD = {
   boot: 'mic-scif-boot',
   loop: 'mic-scif-rma-loop all',
   loopBench: 'mic-scif-rma-loop bench --bench-max 4194304 --bench-total 4194304',
-  ...(CARD_RMA
-    ? {
-        card: `vphi-scif-rma all --node 1 --soak-bytes ${SOAK_MIB * 1024 * 1024}`,
-        cardBench: 'vphi-scif-rma bench --node 1',
-      }
-    : {}),
+  card: `vphi-scif-rma all --node 1 --soak-bytes ${SOAK_MIB * 1024 * 1024}`,
+  cardBench: 'vphi-scif-rma bench --node 1',
 } as const;
 
 const explain = (r: KtapResult | undefined): string => (r ? [...r.diagnostics.map((d) => `# ${d}`), r.line].join('\n') : 'no such result');
@@ -149,8 +137,7 @@ describe.skipIf(!ready)('SCIF RMA through /dev/scif (Linux MIC host stack, vphi-
     } finally {
       if (process.env.VPHI_RMA_CONSOLE) writeFileSync(process.env.VPHI_RMA_CONSOLE, lines.join('\n') + '\n');
     }
-    const cmds = [CMD.loop, CMD.loopBench, ...(CARD_RMA ? [(CMD as Record<string, string>).card, (CMD as Record<string, string>).cardBench] : [])];
-    for (const c of cmds) for (const l of benchLines(findResult(run.ktap, c))) console.log(`vphi-scif-rma (${c}): ${l}`);
+    for (const c of [CMD.loop, CMD.loopBench, CMD.card, CMD.cardBench]) for (const l of benchLines(findResult(run.ktap, c))) console.log(`vphi-scif-rma (${c}): ${l}`);
   }, GUEST_TIMEOUT_MS + 30_000);
 
   afterAll(() => {
@@ -192,9 +179,8 @@ describe.skipIf(!ready)('SCIF RMA through /dev/scif (Linux MIC host stack, vphi-
     });
   });
 
-  describe.skipIf(!CARD_RMA)("the card's RMA agent on node 1 (port 2003)", () => {
-    const card = (CMD as Record<string, string>).card;
-    const cardBench = (CMD as Record<string, string>).cardBench;
+  describe("the card's RMA agent on node 1 (port 2003)", () => {
+    const { card, cardBench } = CMD;
     for (const name of SUBTESTS) it(name, () => passed(card, name));
     it(`soak: ${SOAK_MIB} MiB with no mismatch`, () => {
       const r = findResult(run.ktap, card, 'soak');

@@ -16,6 +16,11 @@
  *    64-byte send/recv round trip on the card's echo next to the same round
  *    trip against the guest's own loopback node 0, and stream bandwidth,
  *    beside the guest's trapped MMIO read round trip of the same run.
+ * 6. SCIF RMA from a MIC guest (vphi-scif-rma bench): writeto/readfrom with
+ *    SYNC, vwriteto/vreadfrom and card-initiated copies from 4 KiB to
+ *    16 MiB against the card's RMA agent, beside the host's own loopback
+ *    RMA (node 0 to node 0, CPU copies) and the DMA engine's in-process
+ *    figure of section 3 of the same run.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -208,10 +213,14 @@ function benchEngine(s: Session): void {
   });
   for (const toCard of [true, false]) {
     const t = time(() => run(toCard));
+    engineRate[toCard ? 'toCard' : 'fromCard'] = (COUNT * DESC) / t;
     line(`   ${toCard ? 'guest RAM → card' : 'card → guest RAM'}: ${fmtRate((COUNT * DESC) / t).padStart(11)}   Buffer.copy: ${fmtRate((COUNT * DESC) / tb).padStart(11)}   ratio ${(tb / t).toFixed(2)}`);
   }
   if (r('DCHERR0')) line(`   (DCHERR0 = 0x${r('DCHERR0').toString(16)}: the run had an error)`);
 }
+
+/** Section 3's figures (bytes/s), for section 6. */
+const engineRate: { toCard?: number; fromCard?: number } = {};
 
 async function benchGuest(dir: string): Promise<void> {
   line('4. The same transfers driven by the guest (vphi-dma bench: TCG guest, real vfio-user path)');
@@ -267,8 +276,54 @@ async function benchScif(dir: string): Promise<void> {
   }
 }
 
-/** VPHI_BENCH_ONLY=rtt,copy,guest,scif runs a subset (default: everything). */
-const ONLY = new Set((process.env.VPHI_BENCH_ONLY ?? 'rtt,copy,guest,scif').split(','));
+/** The directions of vphi-scif-rma bench's "rma_<dir>_bytes=N MBps=X" lines. */
+const RMA_DIRS = ['writeto', 'readfrom', 'vwriteto', 'vreadfrom', 'card_writeto', 'card_readfrom'];
+
+async function benchRma(dir: string): Promise<void> {
+  line('6. SCIF RMA from a MIC guest (TCG; SYNC copies, vphi-scif-rma bench), card against the host loopback node 0');
+  const kernel = micKernel();
+  if (!kernel) {
+    line('   SKIP: no MIC guest kernel');
+    return;
+  }
+  const e = engineRate;
+  line(`   DMA engine in-process (section 3): ${e.toCard ? `${fmtRate(e.toCard)} to card, ${fmtRate(e.fromCard ?? NaN)} from card` : '(section 3 not run: VPHI_BENCH_ONLY)'}`);
+  const socketPath = join(dir, 'r.sock');
+  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  const CMD = { boot: 'mic-scif-boot', loop: 'mic-scif-rma-loop bench', card: 'vphi-scif-rma bench --node 1' };
+  try {
+    const res = await runGuest({ socketPath, kernel, append: `${MIC_APPEND} vphi.timeout=900`, tests: Object.values(CMD), files: micGuestFiles(), memoryMiB: 512, timeoutMs: 1_200_000 });
+    // rma_<dir>_bytes=N MBps=X → Map "<dir> N" → MB/s
+    const rates = (cmd: string) => {
+      const m = new Map<string, number>();
+      for (const d of RMA_DIRS.flatMap((k) => diags(res, cmd, `rma_${k}_bytes`))) {
+        const x = /^rma_(\w+)_bytes=(\d+) MBps=([\d.]+)/.exec(d);
+        if (x) m.set(`${x[1]} ${x[2]}`, Number(x[3]));
+      }
+      return m;
+    };
+    const [card, loop] = [rates(CMD.card), rates(CMD.loop)];
+    if (!card.size) line('   (the card bench printed no figures)');
+    const size = (n: number) => (n >= 1 << 20 ? `${n >> 20} MiB` : `${n >> 10} KiB`);
+    for (const k of RMA_DIRS) {
+      for (let n = 4096; n <= 16 << 20; n *= 4) {
+        const c = card.get(`${k} ${n}`);
+        if (c === undefined) continue;
+        const l = loop.get(`${k} ${n}`);
+        const ratio = l ? `   ratio ${(c / l).toFixed(2)}` : '';
+        line(`   ${k.replace('_', '-').padEnd(13)} ${size(n).padStart(7)}: card ${fmtRate(c * 1e6).padStart(11)}   loopback ${l ? fmtRate(l * 1e6).padStart(11) : '          ?'}${ratio}`);
+      }
+    }
+    const big = [...card].filter(([k]) => Number(k.split(' ')[1]) >= 1 << 20).map(([, v]) => v * 1e6);
+    if (big.length) line(`   at 1 MiB and above: card ${fmtRate(Math.min(...big))} .. ${fmtRate(Math.max(...big))} (goal 6.5 GB/s)`);
+    if (res.rc !== 0) line(`   (the guest reported failures: rc ${res.rc})`);
+  } finally {
+    server.close();
+  }
+}
+
+/** VPHI_BENCH_ONLY=rtt,copy,guest,scif,rma runs a subset (default: everything). */
+const ONLY = new Set((process.env.VPHI_BENCH_ONLY ?? 'rtt,copy,guest,scif,rma').split(','));
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vphi-bench-'));
@@ -292,7 +347,11 @@ async function main(): Promise<void> {
       await benchGuest(dir);
       line();
     }
-    if (ONLY.has('scif')) await benchScif(dir);
+    if (ONLY.has('scif')) {
+      await benchScif(dir);
+      line();
+    }
+    if (ONLY.has('rma')) await benchRma(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
