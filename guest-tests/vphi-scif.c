@@ -80,6 +80,7 @@
 	"       vphi-scif cycle [--how reset|shutdown] [--cycles N]; vphi-scif serve [PORT|SERVICE=PORT ...]\n"         \
 	"(see the comment at the top of guest-tests/vphi-scif.c)\n"
 #include "vphi-guest.h"
+#include "scif-ep.h"
 
 #define KiB 1024UL
 #define MiB (1024UL * 1024UL)
@@ -154,21 +155,6 @@ static uint64_t now_us(void)
 	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-/* xorshift64*: the random sizes and seeds, reproducible from --seed. */
 static uint64_t rng_state;
 static uint64_t rng(void)
 {
@@ -197,139 +183,6 @@ static size_t round_size(int i)
 	if (i == o.rounds - 1)
 		return o.max_size;
 	return rand_size(o.max_size);
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p) {
-		ktap_diag("out of memory (%zu bytes)", n);
-		exit(1);
-	}
-	return p;
-}
-
-/* ------------------------------------------------------------ /dev/scif */
-
-static int ep_open(void)
-{
-	int fd = open("/dev/scif", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		ktap_diag("open /dev/scif: %s", strerror(errno));
-	return fd;
-}
-
-static int ep_ioctl(int fd, unsigned long cmd, void *arg)
-{
-	return ioctl(fd, cmd, arg) < 0 ? -errno : 0;
-}
-
-/* The bound port, or -errno. */
-static int ep_bind(int fd, int port)
-{
-	int p = port;
-	int r = ep_ioctl(fd, SCIF_BIND, &p);
-	return r < 0 ? r : p;
-}
-
-static int ep_listen(int fd, int backlog)
-{
-	return ioctl(fd, SCIF_LISTEN, backlog) < 0 ? -errno : 0;
-}
-
-static int ep_connect(int fd, int node, int port, struct scif_port_id *self)
-{
-	struct scifioctl_connect c = { .peer = { (uint16_t)node, (uint16_t)port } };
-	int r = ep_ioctl(fd, SCIF_CONNECT, &c);
-	if (!r && self)
-		*self = c.self;
-	return r;
-}
-
-/*
- * Binds to any port first: Linux 5.8's __scif_connect() keeps the port
- * scif_get_new_port() returned for an UNBOUND endpoint in `err`, returns
- * it as success and never sends CNCT_REQ (4.9 connects). So an unbound
- * connect "succeeds" with nothing connected there.
- */
-static int ep_connect_bound(int fd, int node, int port, struct scif_port_id *self)
-{
-	int r = ep_bind(fd, 0);
-	return r < 0 ? r : ep_connect(fd, node, port, self);
-}
-
-/* A new endpoint connected to node:port, or -1 (reported). */
-static int ep_dial(int node, int port)
-{
-	int fd = ep_open();
-	if (fd < 0)
-		return -1;
-	struct scif_port_id self;
-	int r = ep_connect_bound(fd, node, port, &self);
-	if (r) {
-		ktap_diag("connect to %d:%d: %s", node, port, strerror(-r));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* ACCEPTREQ then ACCEPTREG on a new fd (scif_fdioctl()); the new fd or -errno. */
-static int ep_accept(int lfd, int flags, struct scif_port_id *peer)
-{
-	struct scifioctl_accept a = { .flags = flags };
-	int r = ep_ioctl(lfd, SCIF_ACCEPTREQ, &a);
-	if (r)
-		return r;
-	if (peer)
-		*peer = a.peer;
-	int fd = open("/dev/scif", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = ep_ioctl(fd, SCIF_ACCEPTREG, &a.endpt);
-	if (r) {
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-/* Bytes moved (0 when a non-blocking call could not), or -errno. */
-static long ep_msg(int fd, unsigned long cmd, const void *buf, size_t len, int flags)
-{
-	struct scifioctl_msg m = { (uintptr_t)buf, (int32_t)len, flags, 0 };
-	int r = ep_ioctl(fd, cmd, &m);
-	return r < 0 ? r : m.out_len;
-}
-
-static long ep_send(int fd, const void *buf, size_t len, int flags) { return ep_msg(fd, SCIF_SEND, buf, len, flags); }
-static long ep_recv(int fd, void *buf, size_t len, int flags) { return ep_msg(fd, SCIF_RECV, buf, len, flags); }
-
-/* Blocking, whole buffers (the services' side, and benchmarks under a watchdog): 0 or -errno. */
-static int send_all(int fd, const void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done > 4 * MiB ? 4 * MiB : len - done;
-		long r = ep_send(fd, (const uint8_t *)buf + done, n, SCIF_SEND_BLOCK);
-		if (r < 0)
-			return (int)r;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static int recv_all(int fd, void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done > 4 * MiB ? 4 * MiB : len - done;
-		long r = ep_recv(fd, (uint8_t *)buf + done, n, SCIF_RECV_BLOCK);
-		if (r < 0)
-			return (int)r;
-		if (r == 0)
-			return -ECONNRESET;
-		done += (size_t)r;
-	}
-	return 0;
 }
 
 /*
@@ -735,7 +588,7 @@ static int dial_setup(int *lfd, int *afd, size_t n, uint32_t seed, uint64_t tag)
 		ktap_diag("no connection request on port %d within %d ms", port, o.timeout_ms);
 		return -1;
 	}
-	struct scif_port_id peer;
+	struct scif_port_id peer = { 0 };
 	int cfd = ep_accept(*lfd, SCIF_ACCEPT_SYNC, &peer);
 	if (cfd < 0) {
 		ktap_diag("accept: %s", strerror(-cfd));

@@ -154,20 +154,6 @@ static int64_t handle(int fd, uint32_t op, uint32_t flags, const uint64_t *x, ui
 	}
 }
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static void agent_conn(int fd)
 {
 	uint8_t req[AGENT_REQ], rep[AGENT_REPLY];
@@ -207,7 +193,7 @@ int agent_serve(void)
 	printf("# " VG_PROG " serve: node 0 rma agent %d ready\n", o.rma_port);
 	fflush(stdout);
 	for (;;) {
-		int cfd = ep_accept(lfd);
+		int cfd = ep_accept(lfd, SCIF_ACCEPT_SYNC, NULL);
 		if (cfd < 0) {
 			if (cfd != -EINTR && cfd != -EAGAIN)
 				vg_sleep_ms(10);

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 #include "pattern.h"
-#include "scif.h"
+#include "scif-ep.h"
 
 #define KiB 1024UL
 #define MiB (1024UL * 1024UL)
@@ -28,16 +28,6 @@ struct rma_opts {
 VG_SHARED struct rma_opts o;
 
 /* ---------------------------------------------------------------- scif.c */
-
-int ep_open(void);
-int ep_bind(int fd, int port);
-int ep_listen(int fd, int backlog);
-/* A new endpoint (bound to any port) connected to node:port, or -1 (reported). */
-int ep_dial(int node, int port);
-/* ACCEPTREQ (blocking) then ACCEPTREG on a new fd: the new fd or -errno. */
-int ep_accept(int lfd);
-int send_all(int fd, const void *buf, size_t len);
-int recv_all(int fd, void *buf, size_t len);
 
 /* SCIF_REG: the registered offset (>= 0) or -errno. */
 int64_t rma_reg(int fd, void *addr, size_t len, int64_t offset, int prot, int flags);
@@ -86,7 +76,6 @@ uint64_t rng(void);
 void rng_seed(uint64_t s);
 /* A size in [1, max], log-uniform. */
 size_t rand_size(size_t max);
-void *xmalloc(size_t n);
 /* n bytes (rounded up to pages) of fresh anonymous memory, or NULL (reported). */
 void *map_anon(size_t n);
 void unmap_anon(void *p, size_t n);
@@ -119,7 +108,10 @@ struct pair {
 	size_t len;
 	int64_t loff, roff;
 };
-/* Dial the agent, map and register len bytes on the host, REGISTER len bytes on the agent. 0 or -1 (reported). */
+/*
+ * Dial the agent, map and register len bytes on the host, REGISTER len bytes
+ * on the agent. 0, or -1 (reported; nothing is left open).
+ */
 int pair_open(struct pair *p, size_t len);
 void pair_close(struct pair *p);
 

@@ -9,94 +9,6 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 
-static int ep_ioctl(int fd, unsigned long cmd, void *arg) { return ioctl(fd, cmd, arg) < 0 ? -errno : 0; }
-
-int ep_open(void)
-{
-	int fd = open("/dev/scif", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		ktap_diag("open /dev/scif: %s", strerror(errno));
-	return fd;
-}
-
-int ep_bind(int fd, int port)
-{
-	int p = port;
-	int r = ep_ioctl(fd, SCIF_BIND, &p);
-	return r < 0 ? r : p;
-}
-
-int ep_listen(int fd, int backlog) { return ioctl(fd, SCIF_LISTEN, backlog) < 0 ? -errno : 0; }
-
-/*
- * Bound to any port first: 5.8's __scif_connect() of an unbound endpoint
- * returns the new port as success without connecting (see vphi-scif.c).
- */
-int ep_dial(int node, int port)
-{
-	int fd = ep_open();
-	if (fd < 0)
-		return -1;
-	int r = ep_bind(fd, 0);
-	struct scifioctl_connect c = { .peer = { (uint16_t)node, (uint16_t)port } };
-	if (r >= 0)
-		r = ep_ioctl(fd, SCIF_CONNECT, &c);
-	if (r < 0) {
-		ktap_diag("connect to %d:%d: %s", node, port, strerror(-r));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-int ep_accept(int lfd)
-{
-	struct scifioctl_accept a = { .flags = SCIF_ACCEPT_SYNC };
-	int r = ep_ioctl(lfd, SCIF_ACCEPTREQ, &a);
-	if (r)
-		return r;
-	int fd = open("/dev/scif", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = ep_ioctl(fd, SCIF_ACCEPTREG, &a.endpt);
-	if (r) {
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-static long ep_msg(int fd, unsigned long cmd, const void *buf, size_t len, int flags)
-{
-	struct scifioctl_msg m = { (uintptr_t)buf, (int32_t)len, flags, 0 };
-	int r = ep_ioctl(fd, cmd, &m);
-	return r < 0 ? r : m.out_len;
-}
-
-int send_all(int fd, const void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		long r = ep_msg(fd, SCIF_SEND, (const uint8_t *)buf + done, len - done, SCIF_SEND_BLOCK);
-		if (r < 0)
-			return (int)r;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-int recv_all(int fd, void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		long r = ep_msg(fd, SCIF_RECV, (uint8_t *)buf + done, len - done, SCIF_RECV_BLOCK);
-		if (r < 0)
-			return (int)r;
-		if (r == 0)
-			return -ECONNRESET;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 /* Non-blocking receives until len bytes came: 0, -ETIMEDOUT when nothing came for timeout_ms, or -errno. */
 static int recv_timeout(int fd, void *buf, size_t len, int timeout_ms)
 {
@@ -174,20 +86,6 @@ int rma_fence(int fd, int flags)
 
 /* ---------------------------------------------------------------- agent */
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static const char *const op_names[] = { "?", "REGISTER", "UNREGISTER", "FILL", "CRC", "WRITETO", "READFROM",
 					"FENCE_MARK", "FENCE_WAIT", "FENCE_SIGNAL", "PEEK", "DIAL" };
 
@@ -252,16 +150,6 @@ size_t rand_size(size_t max)
 	size_t top = 1UL << (rng() % (unsigned)(bits + 1));
 	size_t n = top / 2 + 1 + rng() % (top - top / 2);
 	return n > max ? max : n;
-}
-
-void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p) {
-		ktap_diag("out of memory (%zu bytes)", n);
-		exit(1);
-	}
-	return p;
 }
 
 size_t page_up(size_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }

@@ -18,10 +18,8 @@ int t_soak(void)
 {
 	size_t max = o.soak_max;
 	struct pair p;
-	if (pair_open(&p, max + 2 * PAGE)) {
-		pair_close(&p);
+	if (pair_open(&p, max + 2 * PAGE))
 		return 0;
-	}
 	unsigned long transfers = 0, bytes = 0, bad = 0, failed = 0, per_dir[X_NDIRS] = { 0 };
 	uint64_t t0 = vg_now_us();
 	while (bytes < o.soak_bytes && failed < 20) {
@@ -104,10 +102,8 @@ static int bench_once(struct pair *p, enum xdir dir, size_t n)
 int t_bench(void)
 {
 	struct pair p;
-	if (pair_open(&p, o.bench_max)) {
-		pair_close(&p);
+	if (pair_open(&p, o.bench_max))
 		return 0;
-	}
 	int ok = 1;
 	for (int d = 0; ok && d < X_NDIRS; d++) {
 		for (size_t n = 4 * KiB; ok && n <= o.bench_max; n *= 4) {

@@ -29,18 +29,21 @@ int pair_open(struct pair *p, size_t len)
 		return -1;
 	p->hbuf = map_anon(p->len);
 	p->vbuf = map_anon(p->len);
+	uint64_t v = 0;
 	if (!p->hbuf || !p->vbuf)
-		return -1;
+		goto fail;
 	p->loff = rma_reg(p->fd, p->hbuf, p->len, 0, RW, 0);
 	if (p->loff < 0) {
 		ktap_diag("SCIF_REG %zu bytes: %s", p->len, strerror((int)-p->loff));
-		return -1;
+		goto fail;
 	}
-	uint64_t v;
 	if (agent_ok(p->fd, "pair", OP_REGISTER, 0, p->len, 0, RW, 0, &v))
-		return -1;
+		goto fail;
 	p->roff = (int64_t)v;
 	return 0;
+fail:
+	pair_close(p);
+	return -1;
 }
 
 void pair_close(struct pair *p)
@@ -582,11 +585,9 @@ static int host_is(const uint8_t *p, uint64_t want, const char *what)
 static int t_signal(void)
 {
 	struct pair p;
-	int ok = pair_open(&p, 64 * KiB) == 0;
-	if (!ok) {
-		pair_close(&p);
+	if (pair_open(&p, 64 * KiB))
 		return 0;
-	}
+	int ok = 1;
 	memset(p.hbuf, 0, p.len);
 	int r;
 	const uint64_t v1 = 0x1122334455667788ULL, v2 = 0x8877665544332211ULL, v3 = 0xa5a5a5a5deadbeefULL,
@@ -806,11 +807,9 @@ static int expect_err(int got, int want, const char *what)
 static int t_errors(void)
 {
 	struct pair p;
-	int ok = pair_open(&p, 64 * KiB) == 0;
-	if (!ok) {
-		pair_close(&p);
+	if (pair_open(&p, 64 * KiB))
 		return 0;
-	}
+	int ok = 1;
 	int64_t end = p.roff + (int64_t)p.len;
 	ok = expect_err(rma_copy(p.fd, SCIF_READFROM, p.loff, 4096, end + 16 * (int64_t)PAGE, NULL, SCIF_RMA_SYNC), ENXIO,
 			"SCIF_READFROM outside the card's windows") && ok;
