@@ -701,10 +701,18 @@ static int t_mmap(void)
 			ok = 0;
 		memcpy(copy, m, n);
 		ok = !count_pattern(seed + 1, copy, n, "mmap: the mapping after the card's UNREGISTER", 0) && ok;
-		pattern_fill(seed + 2, copy, n);
-		memcpy(m, copy, n);
-		__asm__ volatile("mfence" ::: "memory");
-		ok = agent_crc_is(fd, roff, n, crc32(copy, n), "mmap: the card keeps a NACKed window's memory", 0) && ok;
+		/*
+		 * The card's agent keeps the window until SCIF_MUNMAP. The
+		 * loopback agent is a Linux program: its scif_unregister()
+		 * returns 0 on the NACK (scif_unregister_window()) and nothing
+		 * tells it of the munmap, so it drops its record at once.
+		 */
+		if (o.node != 0) {
+			pattern_fill(seed + 2, copy, n);
+			memcpy(m, copy, n);
+			__asm__ volatile("mfence" ::: "memory");
+			ok = agent_crc_is(fd, roff, n, crc32(copy, n), "mmap: the card keeps a NACKed window's memory", 0) && ok;
+		}
 		free(copy);
 		munmap(m, n);
 		/* SCIF_MUNMAP is asynchronous: the window goes soon after. */
