@@ -209,3 +209,49 @@ describe('register file access semantics', () => {
     expect(f.get('SPAD1')).toBe(0x10);
   });
 });
+
+describe('the spin watchdog', () => {
+  const guestRead = (f: RegisterFile, off: number) => {
+    const b = Buffer.alloc(4);
+    f.access(off, b, 4, false);
+    return b.readUInt32LE();
+  };
+
+  it('warns once when the guest reads a register 10,000 times without a change, naming it, its value and the fields it seems to wait for', () => {
+    const { f, t } = make();
+    for (let i = 0; i < 9_999; i++) guestRead(f, 0x104); // STAT: DONE, ERR
+    expect(t.warnings.filter((w) => w.kind === 'spin')).toEqual([]);
+    for (let i = 0; i < 20_000; i++) guestRead(f, 0x104);
+    const spins = t.warnings.filter((w) => w.kind === 'spin');
+    expect(spins).toHaveLength(1);
+    expect(spins[0]).toMatchObject({ reg: 'STAT', block: 'test', val: 0, reads: 10_000, waitingFor: ['DONE', 'ERR'] });
+    expect(String(spins[0].msg)).toMatch(/test\.STAT 10000 times.*0x0.*wait for DONE, ERR/);
+  });
+
+  it('a change of value or a guest write re-arms it; reads of other registers do not break a spin', () => {
+    const { f, t } = make();
+    const spins = () => t.warnings.filter((w) => w.kind === 'spin').length;
+    for (let i = 0; i < 5_000; i++) guestRead(f, 0x104);
+    f.set('STAT', 1); // the value changed: counting starts again
+    for (let i = 0; i < 9_000; i++) {
+      guestRead(f, 0x104);
+      guestRead(f, 0x108); // ID, interleaved
+    }
+    expect(spins()).toBe(0);
+    for (let i = 0; i < 1_000; i++) guestRead(f, 0x104);
+    expect(spins()).toBe(1); // STAT at 10,000; ID at 9,000, not yet
+    const n = spins();
+    f.access(0x104, Buffer.from([1, 0, 0, 0]), 4, true); // W1C write re-arms
+    for (let i = 0; i < 9_999; i++) guestRead(f, 0x104);
+    expect(spins()).toBe(n);
+    guestRead(f, 0x104);
+    expect(spins()).toBe(n + 1);
+  });
+
+  it('spinThreshold 0 turns it off', () => {
+    const { f, t } = make();
+    f.spinThreshold = 0;
+    for (let i = 0; i < 20_000; i++) guestRead(f, 0x104);
+    expect(t.warnings.filter((w) => w.kind === 'spin')).toEqual([]);
+  });
+});

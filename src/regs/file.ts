@@ -8,6 +8,7 @@
  */
 import { type BlockDef, type RegisterDef, decodeFields } from './define.ts';
 import { type Tracer, NO_TRACE, warn } from '../trace/tracer.ts';
+import { SPIN_READS, SpinWatch, describeSpin } from './spin.ts';
 
 /** power: power-on or PCI-level reset, every register; card: RGCR, the registers declared cardReset 'clear'. */
 export type ResetKind = 'power' | 'card';
@@ -41,6 +42,8 @@ export class RegisterFile {
   private readonly byName = new Map<string, number>();
   /** Slots a card reset puts back to their reset value. */
   private readonly cardResetSlots: Int32Array;
+  /** Guest polls that never see a change (spin.ts). */
+  private spin: SpinWatch;
 
   constructor(
     readonly name: string,
@@ -68,6 +71,7 @@ export class RegisterFile {
       if ((s.def.cardReset ?? s.block.cardReset) === 'clear') cleared.push(i);
     });
     this.cardResetSlots = Int32Array.from(cleared);
+    this.spin = new SpinWatch(this.slots.length, SPIN_READS, (si, v, n) => this.spinning(si, v, n));
     this.reset();
   }
 
@@ -185,11 +189,14 @@ export class RegisterFile {
       const left = len - pos;
       const size: 1 | 2 | 4 = (off & 3) === 0 && left >= 4 ? 4 : (off & 1) === 0 && left >= 2 ? 2 : 1;
       try {
+        const si = this.map[off >>> 2] ?? -1;
         if (isWrite) {
           const v = size === 4 ? buf.readUInt32LE(pos) : size === 2 ? buf.readUInt16LE(pos) : buf[pos];
           this.write(off, size, v);
+          if (si >= 0) this.spin.write(si);
         } else {
           const v = this.read(off, size);
+          if (si >= 0) this.spin.read(si, v);
           if (size === 4) buf.writeUInt32LE(v, pos);
           else if (size === 2) buf.writeUInt16LE(v, pos);
           else buf[pos] = v;
@@ -201,6 +208,28 @@ export class RegisterFile {
       }
       pos += size;
     }
+  }
+
+  /** Reads of one register without a change that make a spin warning (0: off; default SPIN_READS). */
+  set spinThreshold(n: number) {
+    this.spin = new SpinWatch(this.slots.length, n, (si, v, k) => this.spinning(si, v, k));
+  }
+
+  private spinning(si: number, value: number, reads: number): void {
+    const s = this.slots[si];
+    const d = describeSpin(s.def, value, reads);
+    const hex = (v: number) => `0x${(v >>> 0).toString(16)}`;
+    const wait = d.waitingFor.length ? `; it seems to wait for ${d.waitingFor.join(', ')}` : '';
+    warn(this.tracer, 'spin', `${this.name}: the guest read ${s.block.name}.${s.def.name} ${reads} times and it stayed ${hex(value)}${wait} (an emulation gap?)`, {
+      bar: this.bar,
+      off: s.abs,
+      block: s.block.name,
+      reg: s.def.name,
+      val: value,
+      reads,
+      fields: s.def.fields.length ? decodeFields(s.def, value) : undefined,
+      waitingFor: d.waitingFor,
+    });
   }
 
   /** The declared register nearest to `offset` (by absolute offset), if any. */
