@@ -58,7 +58,7 @@ describe('the vphi command line', () => {
     const options: Record<string, string[]> = {
       serve: ['--socket-path PATH', '--fd N', '--aperture SIZE', '--trace FILE', '--services LIST', '--service FILE', '-v, --verbose'],
       boot: ['--kernel FILE', '--initrd FILE', '--append TEXT', '--memory SIZE', '--socket-path PATH', '--aperture SIZE', '--trace FILE', '--services LIST', '--service FILE'],
-      trace: ['--reg NAME', '--block NAME', '--kind KIND'],
+      trace: ['--reg NAME', '--block NAME', '--kind KIND', '--perfetto OUT', '--coverage'],
       initramfs: ['--out FILE', '--init FILE', '--programs', '--add HOST:/GUEST'],
     };
     for (const [cmd, opts] of Object.entries(options)) {
@@ -84,6 +84,63 @@ describe('the vphi command line', () => {
     const r = spawnSync('npx', ['--no-install', 'vphi', '--print-capabilities'], { cwd: REPO_ROOT, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ device: '8086:225c' });
+  });
+});
+
+describe('vphi trace', () => {
+  const SPAD0 = 0x1ab20;
+  const lines = [
+    { us: 100, kind: 'mmio', bar: 4, op: 'r', off: SPAD0, size: 4, val: 0, block: 'spad', reg: 'SPAD0' },
+    { us: 101, kind: 'mmio', bar: 4, op: 'r', off: SPAD0, size: 4, val: 0, block: 'spad', reg: 'SPAD0' },
+    { us: 102, kind: 'mmio', bar: 4, op: 'w', off: SPAD0, size: 4, val: 5, block: 'spad', reg: 'SPAD0', now: 5 },
+    { us: 103, kind: 'mmio', bar: 4, op: 'r', off: 0x1ff00, size: 4, val: 0, block: null, reg: null, unknown: true },
+    { us: 110, kind: 'dma', op: 'copy', ch: 2, idx: 0, type: 'MEMCPY', src: '0x1000', dst: '0x2000', len: 64 },
+    { us: 120, kind: 'irq', mode: 'msix', vector: 2, action: 'raise', src: 'DMA2' },
+    { us: 130, kind: 'scif', dir: 'tx', op: 'SCIF_CNCT_REQ', uop: 9, src: '1:1089', dst: '0:201', payload: { ep: '0xa', qp_offset: '0x0' } },
+    { us: 140, kind: 'scif', dir: 'rx', op: 'SCIF_CNCT_GNT', uop: 10, src: '0:201', dst: '1:1089', payload: { ep: '0xa', qp_offset: '0x0', remote_ep: '0xb' } },
+  ];
+  const file = () => {
+    const f = join(dir, 'small.jsonl');
+    writeFileSync(f, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    return f;
+  };
+
+  it('writes a Perfetto timeline with --perfetto OUT (filtered with --kind)', () => {
+    const out = join(dir, 'timeline.json');
+    const r = vphi('trace', file(), '--perfetto', out);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^vphi: wrote .*timeline\.json \(8 events, 1 request\/reply flows\)/);
+    const t = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: { ph: string; name: string; args?: { name?: string } }[] };
+    const tracks = t.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args!.name);
+    expect(tracks).toEqual(['MMIO', 'SCIF node QP', 'DMA channel 2', 'MSI-X vector 2']);
+    expect(t.traceEvents.filter((e) => e.ph === 'X' && e.name === 'R SPAD0')).toHaveLength(2);
+    expect(t.traceEvents.filter((e) => e.ph === 's' || e.ph === 'f')).toHaveLength(2);
+    const irqOnly = vphi('trace', file(), '--kind', 'irq', '--perfetto', out);
+    expect(irqOnly.status, irqOnly.stderr).toBe(0);
+    const t2 = JSON.parse(readFileSync(out, 'utf8')) as typeof t;
+    expect(t2.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args!.name)).toEqual(['MSI-X vector 2']);
+  });
+
+  it('prints the register coverage with --coverage', () => {
+    const r = vphi('trace', file(), '--coverage');
+    expect(r.status, r.stderr).toBe(0);
+    const out = r.stdout.trimEnd().split('\n');
+    expect(out).toContainEqual(expect.stringMatching(/^ {2}SPAD0 +0x1ab20 {2}R +2 {2}W +1$/));
+    expect(out).toContainEqual(expect.stringMatching(/^ {2}SPAD1 +0x1ab24 {2}R +0 {2}W +0$/));
+    expect(out).toContain('undeclared offsets: 1');
+    expect(out).toContainEqual(expect.stringMatching(/^ {2}bar4 +0x1ff00 {2}R +1 {2}W +0$/));
+    expect(out.at(-1)).toMatch(/^1 of \d+ registers \(\d+\.\d%\) touched, 4 accesses$/);
+  });
+
+  it('refuses a bad combination or an unwritable OUT with one line, status 2', { timeout: 60_000 }, () => {
+    const f = file();
+    for (const args of [[f, '--coverage', '--kind', 'irq'], [f, '--coverage', '--perfetto', join(dir, 'x.json')], [f, '--perfetto', join(dir, 'no/such/dir/x.json')], [f, '--perfetto', dir]]) {
+      const r = vphi('trace', ...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^vphi: (--coverage|--perfetto)/);
+    }
   });
 });
 

@@ -9,9 +9,9 @@
  * status 2. A new subcommand is one more defineCommand() in COMMANDS; an
  * option shared by serve and boot goes into CARD_OPTIONS (options.ts).
  */
-import { readFileSync, statSync } from 'node:fs';
-import { X100_IDENTITY, MSIX_VECTORS } from '../../device/x100/pci/identity.ts';
-import { formatTrace } from '../trace/format.ts';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { X100_IDENTITY, MSIX_VECTORS, MMIO_BAR, MMIO_BAR_SIZE } from '../../device/x100/pci/identity.ts';
+import { formatEvent, parseTrace } from '../trace/format.ts';
 import { UsageError, commaList, parseIntArg, parseMiB } from './args.ts';
 import { defineCommand, HELP_OPTION, type Command } from './command.ts';
 import { CARD_OPTIONS, cardSettings, SIZE_NOTE } from './options.ts';
@@ -83,19 +83,51 @@ const trace = defineCommand({
     reg: { type: 'string', multiple: true, value: 'NAME', help: 'only these registers (SPAD2, DSTAT*; comma-separated or repeated)' },
     block: { type: 'string', multiple: true, value: 'NAME', help: 'only these blocks (spad, sbox-intr, dma)' },
     kind: { type: 'string', multiple: true, value: 'KIND', help: 'only these kinds (mmio, cfg, irq, dma, card, conn, reset, refused)' },
+    perfetto: { type: 'string', value: 'OUT', help: 'write a timeline instead: Chrome trace-event JSON for ui.perfetto.dev' },
+    coverage: { type: 'boolean', help: 'print the reads and writes of every declared register and field' },
     ...HELP_OPTION,
   },
+  notes:
+    '--perfetto: one track per DMA channel (descriptors as slices), per interrupt vector, for MMIO\n' +
+    '(by register name) and for SCIF messages (flows from request to reply).\n' +
+    "--coverage: a field's writes are the writes that change it, its reads its register's reads.",
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError('trace needs exactly one FILE');
+    const filter = { regs: commaList(values.reg), blocks: commaList(values.block), kinds: commaList(values.kind) };
+    if (values.coverage && values.perfetto !== undefined) throw new UsageError('--coverage and --perfetto are alternatives: give one');
+    if (values.coverage && (filter.regs?.length || filter.blocks?.length || filter.kinds?.length)) throw new UsageError('--coverage counts every access: it takes no --reg, --block or --kind');
+    if (values.perfetto === '') throw new UsageError('--perfetto needs a file name');
     let text: string;
     try {
       text = readFileSync(positionals[0], 'utf8');
     } catch (e) {
       throw new UsageError(`cannot read trace file ${positionals[0]}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    const { lines, bad } = formatTrace(text, { regs: commaList(values.reg), blocks: commaList(values.block), kinds: commaList(values.kind) });
-    process.stdout.write(lines.join('\n') + (lines.length ? '\n' : ''));
+    const { events, bad } = parseTrace(text, values.coverage ? {} : filter);
     if (bad) process.stderr.write(`vphi: ${bad} malformed line(s) skipped\n`);
+    if (values.perfetto !== undefined) {
+      const out = values.perfetto;
+      const { toPerfetto } = await import('../trace/perfetto.ts');
+      const timeline = toPerfetto(events);
+      try {
+        writeFileSync(out, JSON.stringify(timeline));
+      } catch (e) {
+        throw new UsageError(`--perfetto: cannot write ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      const { events: n, flows } = timeline.otherData;
+      process.stderr.write(`vphi: wrote ${out} (${n} events, ${flows} request/reply flows); open it in ui.perfetto.dev\n`);
+      return 0;
+    }
+    if (values.coverage) {
+      const { coverage, declared, formatCoverage } = await import('../trace/coverage.ts');
+      const { BAR4_BLOCKS } = await import('../../device/x100/card.ts');
+      const { RegisterFile } = await import('../regs/file.ts');
+      const decls = declared(MMIO_BAR, new RegisterFile('bar4', MMIO_BAR, MMIO_BAR_SIZE, BAR4_BLOCKS).listing());
+      process.stdout.write(formatCoverage(coverage(decls, events)).join('\n') + '\n');
+      return 0;
+    }
+    const lines = events.map(formatEvent);
+    process.stdout.write(lines.join('\n') + (lines.length ? '\n' : ''));
     return 0;
   },
 });

@@ -12,7 +12,9 @@ export interface TraceFilter {
   kinds?: string[];
 }
 
-type Ev = Record<string, unknown> & { kind?: string; us?: number };
+/** One parsed trace line: `us` (µs since the trace started), `kind`, the rest by kind. */
+export type TraceEvent = Record<string, unknown> & { kind?: string; us?: number };
+type Ev = TraceEvent;
 
 function matchName(name: unknown, pats: string[]): boolean {
   if (typeof name !== 'string') return false;
@@ -68,9 +70,9 @@ export function formatEvent(e: Ev): string {
   }
 }
 
-/** Format a whole trace text; malformed lines are reported, not fatal. */
-export function formatTrace(text: string, f: TraceFilter = {}): { lines: string[]; bad: number } {
-  const lines: string[] = [];
+/** Parse a whole trace text; malformed lines are counted, not fatal. */
+export function parseTrace(text: string, f: TraceFilter = {}): { events: TraceEvent[]; bad: number } {
+  const events: TraceEvent[] = [];
   let bad = 0;
   for (const raw of text.split('\n')) {
     if (!raw.trim()) continue;
@@ -81,7 +83,17 @@ export function formatTrace(text: string, f: TraceFilter = {}): { lines: string[
       bad++;
       continue;
     }
-    if (matches(e, f)) lines.push(formatEvent(e));
+    if (e === null || typeof e !== 'object' || Array.isArray(e)) {
+      bad++;
+      continue;
+    }
+    if (matches(e, f)) events.push(e);
   }
-  return { lines, bad };
+  return { events, bad };
+}
+
+/** Format a whole trace text; malformed lines are reported, not fatal. */
+export function formatTrace(text: string, f: TraceFilter = {}): { lines: string[]; bad: number } {
+  const { events, bad } = parseTrace(text, f);
+  return { lines: events.map(formatEvent), bad };
 }
