@@ -139,10 +139,19 @@ ssize_t Context::MemfdAccess(int index, char* buf, size_t count, loff_t offset, 
 
 // ---- log, irq state, reset
 
+// libvfio-user's prefix of a config-space access line (region index 7).
+static_assert(VFU_PCI_DEV_CFG_REGION_IDX == 7, "the config-space region index");
+static const char kCfgRegionPrefix[] = "region7: ";
+
 void Context::Log(int level, const char* msg) {
   // A trigger without an eventfd is a normal condition (trigger() returns
   // false); libvfio-user logs it as an error, which we drop.
   if (inTrigger_ && strncmp(msg, "no fd for interrupt", 19) == 0) return;
+  // At LOG_DEBUG (tracing on) libvfio-user logs every region access; only
+  // config space's are wanted (the trace's cfg events): the BARs' are
+  // traced by the register files. Dropping the rest here spares each
+  // trapped BAR access a call into JavaScript.
+  if (level >= LOG_DEBUG && strncmp(msg, "region", 6) == 0 && strncmp(msg, kCfgRegionPrefix, sizeof(kCfgRegionPrefix) - 1) != 0) return;
   if (deferLogs_) {
     deferredLogs_.emplace_back(level, msg);
     return;

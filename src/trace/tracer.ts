@@ -9,9 +9,8 @@
  * stderr as pino warn lines, rate-limited per kind, traced or not
  * (`warn(tracer, kind, msg, data)`).
  */
-import { mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
 import pino from 'pino';
+import { TraceWriter } from './writer.ts';
 
 export interface MmioEvent {
   bar: number;
@@ -152,44 +151,18 @@ export interface TracerOptions {
   warn?: WarnFn;
 }
 
-/** A tracer writing JSON lines to `dest` (a file path or a writable fd). */
+/** A tracer writing JSON lines to `dest` (a file path or a writable fd): see writer.ts. */
 export function createTracer(dest: string | number, opts: TracerOptions = {}): Tracer {
-  // Open synchronously so that close() can always flush what is buffered.
-  let fd: number;
-  if (typeof dest === 'string') {
-    mkdirSync(dirname(dest), { recursive: true });
-    fd = openSync(dest, 'w');
-  } else {
-    fd = dest;
-  }
-  const stream = pino.destination({ dest: fd, sync: false, minLength: 4096 });
-  const t0 = process.hrtime.bigint();
-  const log = pino(
-    {
-      base: undefined,
-      messageKey: 'msg',
-      formatters: { level: () => ({}) },
-      // Microseconds since the trace started: precise, and stable to diff.
-      // (First property, and no level before it: hence no leading comma.)
-      timestamp: () => `"us":${Number((process.hrtime.bigint() - t0) / 1000n)}`,
-    },
-    stream,
-  );
-  let open = true;
+  const w = new TraceWriter(dest);
   return {
     enabled: true,
     warn: opts.warn ?? STDERR_WARN,
-    mmio: (e) => log.info({ kind: 'mmio', ...e }),
-    cfg: (e) => log.info({ kind: 'cfg', ...e }),
-    irq: (e) => log.info({ kind: 'irq', ...e }),
-    dma: (e) => log.info({ kind: 'dma', ...e }),
-    event: (kind, data) => log.info({ kind, ...data }),
-    close: () => {
-      if (!open) return;
-      open = false;
-      stream.flushSync();
-      stream.end();
-    },
+    mmio: (e) => w.line('mmio', e),
+    cfg: (e) => w.line('cfg', e),
+    irq: (e) => w.line('irq', e),
+    dma: (e) => w.line('dma', e),
+    event: (kind, data) => w.line(kind, data),
+    close: () => w.close(),
   };
 }
 
