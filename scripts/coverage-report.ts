@@ -15,6 +15,7 @@ import { micGuestFiles } from '../src/guest/image.ts';
 import { startCard } from '../src/cli/serve.ts';
 import { REPO_ROOT } from '../src/paths.ts';
 import { runGuest } from '../guest-tests/guest.ts';
+import { runMain } from './main.ts';
 
 const TESTS = [
   'mic-scif-boot',
@@ -57,10 +58,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (c) => (process.exitCode = c),
-  (e: unknown) => {
-    process.stderr.write(`coverage-report: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain('coverage-report', main);

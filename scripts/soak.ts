@@ -16,6 +16,7 @@ import { MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
 import { micGuestFiles } from '../src/guest/image.ts';
 import { startCard } from '../src/cli/serve.ts';
 import { runGuest } from '../guest-tests/guest.ts';
+import { runMain } from './main.ts';
 
 async function main(): Promise<number> {
   const kernel = micKernel();
@@ -62,10 +63,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (c) => (process.exitCode = c),
-  (e: unknown) => {
-    process.stderr.write(`soak: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain('soak', main);
