@@ -35,8 +35,12 @@ async function main(): Promise<number> {
   const server = await startCard({ socketPath: join(dir, 'card.sock'), apertureSize: 512 << 20, verbose: false, trace }, () => {});
   try {
     process.stderr.write(`coverage-report: booting the MIC guest (${TESTS.length} commands) ...\n`);
-    const res = await runGuest({ socketPath: join(dir, 'card.sock'), kernel, append: `${MIC_APPEND} vphi.timeout=600 vphi.scif_strict=1`, tests: TESTS, files: micGuestFiles(), memoryMiB: 512, timeoutMs: 900_000 });
-    server.close();
+    let res;
+    try {
+      res = await runGuest({ socketPath: join(dir, 'card.sock'), kernel, append: `${MIC_APPEND} vphi.timeout=600 vphi.scif_strict=1`, tests: TESTS, files: micGuestFiles(), memoryMiB: 512, timeoutMs: 900_000 });
+    } finally {
+      server.close(); // and with it the trace, complete before it is read
+    }
     if (res.rc !== 0) process.stderr.write(`coverage-report: the guest reported ${res.rc} failed command(s); the report is of what ran\n`);
     const report = execFileSync(join(REPO_ROOT, 'bin/vphi'), ['trace', trace, '--coverage'], { encoding: 'utf8', maxBuffer: 64 << 20 });
     const out = join(REPO_ROOT, 'docs/register-coverage.txt');
@@ -53,7 +57,6 @@ async function main(): Promise<number> {
     process.stderr.write(`coverage-report: wrote ${out}: ${report.trim().split('\n').pop()}\n`);
     return 0;
   } finally {
-    server.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -8,7 +8,7 @@
  */
 import { type BlockDef, type RegisterDef, decodeFields } from './define.ts';
 import { type Tracer, NO_TRACE, warn } from '../trace/tracer.ts';
-import { SPIN_READS, SpinWatch, describeSpin } from './spin.ts';
+import { SpinWatch, waitingFor } from './spin.ts';
 
 /** power: power-on or PCI-level reset, every register; card: RGCR, the registers declared cardReset 'clear'. */
 export type ResetKind = 'power' | 'card';
@@ -43,7 +43,7 @@ export class RegisterFile {
   /** Slots a card reset puts back to their reset value. */
   private readonly cardResetSlots: Int32Array;
   /** Guest polls that never see a change (spin.ts). */
-  private spin: SpinWatch;
+  private readonly spin: SpinWatch;
 
   constructor(
     readonly name: string,
@@ -71,7 +71,7 @@ export class RegisterFile {
       if ((s.def.cardReset ?? s.block.cardReset) === 'clear') cleared.push(i);
     });
     this.cardResetSlots = Int32Array.from(cleared);
-    this.spin = new SpinWatch(this.slots.length, SPIN_READS, (si, v, n) => this.spinning(si, v, n));
+    this.spin = new SpinWatch(this.slots.length, (si, v, n) => this.spinning(si, v, n));
     this.reset();
   }
 
@@ -212,14 +212,14 @@ export class RegisterFile {
 
   /** Reads of one register without a change that make a spin warning (0: off; default SPIN_READS). */
   set spinThreshold(n: number) {
-    this.spin = new SpinWatch(this.slots.length, n, (si, v, k) => this.spinning(si, v, k));
+    this.spin.threshold = n;
   }
 
   private spinning(si: number, value: number, reads: number): void {
     const s = this.slots[si];
-    const d = describeSpin(s.def, value, reads);
+    const fields = waitingFor(s.def, value);
     const hex = (v: number) => `0x${(v >>> 0).toString(16)}`;
-    const wait = d.waitingFor.length ? `; it seems to wait for ${d.waitingFor.join(', ')}` : '';
+    const wait = fields.length ? `; it seems to wait for ${fields.join(', ')}` : '';
     warn(this.tracer, 'spin', `${this.name}: the guest read ${s.block.name}.${s.def.name} ${reads} times and it stayed ${hex(value)}${wait} (an emulation gap?)`, {
       bar: this.bar,
       off: s.abs,
@@ -228,7 +228,7 @@ export class RegisterFile {
       val: value,
       reads,
       fields: s.def.fields.length ? decodeFields(s.def, value) : undefined,
-      waitingFor: d.waitingFor,
+      waitingFor: fields,
     });
   }
 

@@ -8,22 +8,15 @@ import type { RegisterDef } from './define.ts';
 
 export const SPIN_READS = 10_000;
 
-export interface Spin {
-  reg: RegisterDef;
-  value: number;
-  reads: number;
-  /** The fields a poll most likely waits for: those now 0 (polls wait for a bit to be set), else all. */
-  waitingFor: string[];
-}
-
 export class SpinWatch {
   private readonly value: Uint32Array;
   private readonly reads: Uint32Array;
 
-  /** threshold 0: off. */
+  /** Reads without a change that make a spin; 0: off. */
+  threshold = SPIN_READS;
+
   constructor(
     slots: number,
-    private readonly threshold: number,
     private readonly onSpin: (slot: number, value: number, reads: number) => void,
   ) {
     this.value = new Uint32Array(slots);
@@ -48,8 +41,8 @@ export class SpinWatch {
   }
 }
 
-/** What the warning says of a spin on `reg` at `value`. */
-export function describeSpin(reg: RegisterDef, value: number, reads: number): Spin {
+/** The fields a poll of `reg` at `value` most likely waits for: those now 0 (polls wait for a bit to be set), else all. */
+export function waitingFor(reg: RegisterDef, value: number): string[] {
   const zero = reg.fields.filter((f) => f.ex(value) === 0).map((f) => f.name);
-  return { reg, value, reads, waitingFor: zero.length ? zero : reg.fields.map((f) => f.name) };
+  return zero.length ? zero : reg.fields.map((f) => f.name);
 }

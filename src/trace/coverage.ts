@@ -17,6 +17,7 @@
  *   self-clearing go bit, count; rewriting an RW field with the value it
  *   holds does not; a write the card ignores (RO, `ignored`) changes no field.
  */
+import type { Field } from '../regs/define.ts';
 import type { TraceEvent } from './format.ts';
 
 /** One declared register, with where it sits (RegisterFile.listing() and its BAR). */
@@ -27,7 +28,7 @@ export interface DeclaredRegister {
   /** Offset within the BAR. */
   abs: number;
   reset: number;
-  fields: readonly { name: string; lo: number; width: number }[];
+  fields: readonly Field[];
 }
 
 /** The declarations of one BAR from its RegisterFile listing: `declared(MMIO_BAR, bar4.listing())`. */
@@ -79,10 +80,6 @@ export interface CoverageReport {
   touched: number;
   /** mmio events counted. */
   accesses: number;
-}
-
-function ex(v: number, f: { lo: number; width: number }): number {
-  return f.width >= 32 ? v >>> 0 : Math.floor((v >>> 0) / 2 ** f.lo) % 2 ** f.width;
 }
 
 /** `value` of `size` bytes at byte `off & 3`, spread over `old` (RegisterFile.write()). */
@@ -145,9 +142,9 @@ export function coverage(decls: readonly DeclaredRegister[], events: readonly Tr
     const wval = spread(val, size, off, last[i]);
     const now = num(e.now);
     d.fields.forEach((f, j) => {
-      const before = ex(last[i], f);
-      const written = num(fields?.[f.name]) ?? ex(wval, f);
-      if (written !== before || (now !== undefined && ex(now, f) !== before)) r.fields[j].writes++;
+      const before = f.ex(last[i]);
+      const written = num(fields?.[f.name]) ?? f.ex(wval);
+      if (written !== before || (now !== undefined && f.ex(now) !== before)) r.fields[j].writes++;
     });
     last[i] = now ?? wval;
   }
