@@ -59,6 +59,7 @@ export class DeviceServer<D extends DeviceModel> {
   readonly host: HostMemory;
   readonly irq: InterruptDelivery;
   private readonly tracer: Tracer;
+  private readonly closers: (() => void)[] = [];
   private caps: CapLocation[] = [];
   private files: (RegisterFile | undefined)[] = [];
   private closed = false;
@@ -169,9 +170,15 @@ export class DeviceServer<D extends DeviceModel> {
     return -1;
   }
 
+  /** Run `fn` when the server closes (sockets that live beside it: the control socket). */
+  onClose(fn: () => void): void {
+    this.closers.push(fn);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const fn of this.closers.splice(0)) fn();
     this.device.close?.();
     this.ctx.close();
     this.tracer.close();

@@ -36,6 +36,9 @@ import { CardAllocator, scifRegion } from './scif/alloc.ts';
 import { ServiceRunner } from './scif/services.ts';
 import type { CardService } from './scif/api.ts';
 import { CosmClient } from './cosm/client.ts';
+import { CardFaults } from './faults/faults.ts';
+import type { FaultSpec } from './faults/spec.ts';
+import { POSTCODE_CRASH } from './boot/regs.ts';
 
 export interface X100Options {
   /** BAR0 size in bytes: a power of two (default 512 MiB). */
@@ -46,6 +49,8 @@ export interface X100Options {
   services?: CardService[];
   /** Run the card OS's COSM client (default true; unit tests of bare SCIF turn it off). */
   cosm?: boolean;
+  /** Faults armed at power-on (`--fault SPEC`). */
+  faults?: FaultSpec[];
 }
 
 /** Every block of BAR4, in address order. */
@@ -93,6 +98,10 @@ export class X100Card implements DeviceModel {
   readonly services: ServiceRunner;
   /** The card OS's COSM client (cosm_scif_client.c): what makes the host show `online`. */
   readonly cosm: CosmClient;
+  /** Injected faults (`--fault`, `vphi ctl fault`). */
+  readonly faults: CardFaults;
+  /** The card OS crashed (card-crash) and no reset has come since. */
+  crashed = false;
 
   constructor(
     readonly env: DeviceEnv,
@@ -103,7 +112,8 @@ export class X100Card implements DeviceModel {
     this.registerFiles = new Map([[MMIO_BAR, this.bar4]]);
     this.smpt = new Smpt(this.bar4);
     this.mem = new CardAddressSpace(this.aperture, this.smpt, env.host);
-    this.intc = new InterruptController(this.bar4, env.irq, env.tracer);
+    this.faults = new CardFaults({ tracer: env.tracer, after: (ms, fn) => env.after(ms, fn), crash: (why) => this.crash(why) });
+    this.intc = new InterruptController(this.bar4, env.irq, env.tracer, this.faults);
     this.dma = new DmaEngine({
       regs: this.bar4,
       mem: this.mem,
@@ -111,6 +121,8 @@ export class X100Card implements DeviceModel {
       raiseCard: (ch, kind) => this.cardDmaIrq.raise(ch, kind),
       schedule: (fn) => env.schedule(fn),
       tracer: env.tracer,
+      faults: this.faults,
+      after: (ms, fn) => env.after(ms, fn),
       attribute: (src, dst) => this.scif.rma.attribute(src, dst),
     });
     this.cardDmaIrq = new CardDmaIrq(env.tracer);
@@ -155,10 +167,27 @@ export class X100Card implements DeviceModel {
       resetDelayMs: opts.resetDelayMs,
     });
     this.bootstrap.powerOn();
+    for (const f of opts.faults ?? []) this.faults.arm(f);
+  }
+
+  /**
+   * card-crash: the card OS stops where it is (a panic with no kdump).
+   * No heartbeat, no SCIF message, no doorbell is answered; the post code
+   * shows "CR". The hardware (registers, DMA engine, bootstrap) goes on, so
+   * the host's reset brings the card back (cosm_scif_work(): "node alive
+   * timeout" after 40 s without a COSM message; then `reset`).
+   */
+  crash(reason: string): void {
+    if (this.crashed) return;
+    this.crashed = true;
+    if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'crash', reason, os: this.bootstrap.state });
+    this.bar4.set('POSTCODE', POSTCODE_CRASH);
+    this.scif.crash(reason);
   }
 
   /** RGCR: the registers declared cardReset 'clear' (DMA, SICR0, doorbells) back to reset; the engines stop. */
   private cardReset(): void {
+    this.crashed = false;
     this.scif.stop('card reset');
     this.bar4.reset('card');
     this.dma.reset();
@@ -169,6 +198,7 @@ export class X100Card implements DeviceModel {
   /** PCI-level reset, power-on, or the client went away: every register to its reset value. */
   reset(reason: string): void {
     if (this.env.tracer.enabled) this.env.tracer.event('card', { action: 'reset', reason });
+    this.crashed = false;
     this.scif.stop(`PCI reset: ${reason}`);
     this.bar4.reset('power');
     this.dma.reset();

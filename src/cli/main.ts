@@ -14,7 +14,7 @@ import { X100_IDENTITY, MSIX_VECTORS, MMIO_BAR, MMIO_BAR_SIZE } from '../../devi
 import { formatEvent, parseTrace } from '../trace/format.ts';
 import { UsageError, commaList, parseIntArg, parseMiB } from './args.ts';
 import { defineCommand, HELP_OPTION, type Command } from './command.ts';
-import { CARD_OPTIONS, cardSettings, SIZE_NOTE } from './options.ts';
+import { CARD_OPTIONS, cardSettings, FAULTS_NOTE, SIZE_NOTE } from './options.ts';
 
 export function capabilities(): Record<string, unknown> {
   return {
@@ -41,7 +41,7 @@ const serve = defineCommand({
     ...CARD_REST,
     ...HELP_OPTION,
   },
-  notes: SIZE_NOTE,
+  notes: `${SIZE_NOTE}\n${FAULTS_NOTE}`,
   async run({ values }) {
     if (values['socket-path'] && values.fd) throw new UsageError('--socket-path and --fd are alternatives: give one');
     if (!values['socket-path'] && !values.fd) throw new UsageError('serve needs --socket-path PATH or --fd N');
@@ -67,7 +67,7 @@ const boot = defineCommand({
     'The kernel command line always gets initcall_blacklist=cosm_client_init (a built-in\n' +
     "MIC stack's cosm_client_init() freezes the guest otherwise), the default initramfs the\n" +
     'MIC firmware files. Without --socket-path the socket goes into a private directory.\n' +
-    SIZE_NOTE,
+    `${SIZE_NOTE}\n${FAULTS_NOTE}`,
   async run({ values }) {
     const card = cardSettings(values);
     const memoryMiB = values.memory !== undefined ? parseMiB(values.memory, '--memory') : undefined;
@@ -169,7 +169,42 @@ const initramfs = defineCommand({
   },
 });
 
-const COMMANDS: readonly Command[] = [serve, boot, trace, initramfs];
+const ctl = defineCommand({
+  name: 'ctl',
+  summary: "talk to a running card's control socket: arm a fault, clear faults, show its status",
+  operands: 'fault SPEC | clear | status',
+  options: {
+    'socket-path': { type: 'string', value: 'PATH', required: true, help: "the card's vfio-user socket (its control socket is PATH.ctl)" },
+    ...HELP_OPTION,
+  },
+  notes: FAULTS_NOTE,
+  async run({ values, positionals }) {
+    const [what, ...rest] = positionals;
+    let req: { cmd: string; spec?: string };
+    if (what === 'fault' && rest.length === 1) req = { cmd: 'fault', spec: rest[0] };
+    else if ((what === 'status' || what === 'clear') && rest.length === 0) req = { cmd: what };
+    else throw new UsageError('ctl wants one of: fault SPEC, clear, status');
+    const path = values['socket-path'] as string; // required
+    const { ctlRequest } = await import('../ctl/client.ts');
+    const { ctlPath } = await import('./serve.ts');
+    const reply = await ctlRequest(path.endsWith('.ctl') ? path : ctlPath(path), req);
+    if (!reply.ok) {
+      process.stderr.write(`vphi: ctl ${what}: ${String(reply.error)}\n`);
+      return 1;
+    }
+    if (what === 'fault') {
+      const f = reply.fault as { id: number; spec: string };
+      process.stdout.write(`fault ${f.id} armed: ${f.spec}\n`);
+    } else if (what === 'clear') {
+      process.stdout.write(`${String(reply.cleared)} fault(s) disarmed\n`);
+    } else {
+      process.stdout.write(JSON.stringify(reply.status, null, 2) + '\n');
+    }
+    return 0;
+  },
+});
+
+const COMMANDS: readonly Command[] = [serve, boot, trace, initramfs, ctl];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

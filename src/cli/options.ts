@@ -4,7 +4,8 @@
  * cardSettings().
  */
 import { DEFAULT_APERTURE_SIZE } from '../../device/x100/pci/identity.ts';
-import { parseSize, type OptionSpecs } from './args.ts';
+import { FaultSpecError, parseFaultSpec, type FaultSpec } from '../../device/x100/faults/spec.ts';
+import { parseSize, UsageError, type OptionSpecs } from './args.ts';
 
 export const CARD_OPTIONS = {
   'socket-path': { type: 'string', value: 'PATH', help: 'the vfio-user socket to listen on' },
@@ -12,6 +13,7 @@ export const CARD_OPTIONS = {
   trace: { type: 'string', value: 'FILE', help: 'log every register access, DMA and interrupt (see vphi trace)' },
   services: { type: 'string', value: 'LIST', help: 'card services to run: echo,sink,source,rma, all (default) or none' },
   service: { type: 'string', multiple: true, value: 'FILE', help: 'also run a card program of your own (a module written against the card-side SCIF API)' },
+  fault: { type: 'string', multiple: true, value: 'SPEC', help: 'inject a fault (repeatable; see FAULTS below, and vphi ctl)' },
   verbose: { type: 'boolean', short: 'v', help: 'log connections and resets to stderr' },
 } as const satisfies OptionSpecs;
 
@@ -24,6 +26,8 @@ export interface CardSettings {
   services?: string;
   /** `--service FILE`, repeatable. */
   serviceFiles?: string[];
+  /** `--fault SPEC`, repeatable: armed at power-on. */
+  faults?: FaultSpec[];
   verbose: boolean;
 }
 
@@ -33,6 +37,7 @@ export function cardSettings(v: {
   trace?: string;
   services?: string;
   service?: string[];
+  fault?: string[];
   verbose?: boolean;
 }): CardSettings {
   return {
@@ -41,8 +46,26 @@ export function cardSettings(v: {
     trace: v.trace,
     services: v.services,
     serviceFiles: v.service ?? [],
+    faults: (v.fault ?? []).map((s) => {
+      try {
+        return parseFaultSpec(s);
+      } catch (e) {
+        if (e instanceof FaultSpecError) throw new UsageError(`--fault: ${e.message}`);
+        throw e;
+      }
+    }),
     verbose: !!v.verbose,
   };
 }
 
 export const SIZE_NOTE = 'SIZE is bytes or 512M / 1G / 0x20000000.';
+
+export const FAULTS_NOTE = [
+  'FAULTS (--fault SPEC, or at run time: vphi ctl --socket-path PATH fault SPEC), SPEC = KIND[:key=value,...]:',
+  '  dma-error:chan=N[,after=K][,bit=src|dst|type|ring]  channel N fails the (K+1)-th descriptor from now',
+  '  drop-doorbell:db=N[,count=K]   the next K host -> card doorbells on N are lost',
+  '  drop-irq:vector=N[,count=K]    the next K MSI-X messages on vector N are lost',
+  '  card-crash[:after=SECONDS]     the card OS stops: no heartbeat, no SCIF answer, post code CR',
+  '  dma-slow:chan=N,mbps=X         channel N moves at most X MB/s (10^6 bytes/s); mbps=0 lifts it',
+  'The card serves its control socket at PATH.ctl (0600, JSON lines) beside --socket-path PATH.',
+].join('\n');

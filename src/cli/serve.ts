@@ -9,6 +9,11 @@ import { cardServices, loadServiceModule } from '../../device/x100/services/inde
 import type { CardService } from '../../device/x100/scif/api.ts';
 import { UsageError } from './args.ts';
 import type { CardSettings } from './options.ts';
+import { CtlServer } from '../ctl/server.ts';
+import { cardCtlHandler } from './card-ctl.ts';
+
+/** The control socket beside a card's vfio-user socket. */
+export const ctlPath = (socketPath: string): string => `${socketPath}.ctl`;
 
 export interface ServeOptions extends CardSettings {
   /** An already-listening UNIX socket handed over by the parent (vhost-user style). */
@@ -36,13 +41,24 @@ export async function startCard(o: ServeOptions, log: Logger): Promise<DeviceSer
   }
   let spec;
   try {
-    spec = x100Spec({ apertureSize: o.apertureSize, services });
+    spec = x100Spec({ apertureSize: o.apertureSize, services, faults: o.faults });
   } catch (e) {
     throw new UsageError(`--aperture: ${(e as Error).message}`);
   }
   // With --fd the addon serves the inherited socket and never uses the path.
   const socketPath = o.socketPath ?? `fd:${o.fd}`;
-  return new DeviceServer(loadNativeBinding(), { ...spec, listenFd: o.fd }, { socketPath, tracer, log });
+  const server = new DeviceServer(loadNativeBinding(), { ...spec, listenFd: o.fd }, { socketPath, tracer, log });
+  // With --fd there is no path to put the control socket beside.
+  if (o.socketPath) {
+    try {
+      const ctl = await CtlServer.listen(ctlPath(o.socketPath), cardCtlHandler(server.device));
+      server.onClose(() => ctl.close());
+    } catch (e) {
+      server.close();
+      throw new UsageError((e as Error).message);
+    }
+  }
+  return server;
 }
 
 export async function serve(o: ServeOptions): Promise<number> {
@@ -50,6 +66,8 @@ export async function serve(o: ServeOptions): Promise<number> {
   const server = await startCard(o, log);
   process.stderr.write(
     `vphi: serving an Intel Xeon Phi x100 (8086:225c) on ${o.fd !== undefined ? `fd ${o.fd}` : o.socketPath}` +
+      `${o.socketPath ? `, control socket ${ctlPath(o.socketPath)}` : ''}` +
+      `${o.faults?.length ? `, ${o.faults.length} fault(s) armed` : ''}` +
       `${o.trace ? `, tracing to ${o.trace}` : ''}\n`,
   );
   await new Promise<void>((resolve) => {

@@ -9,6 +9,7 @@ import { SBOX_BASE } from '../pci/identity.ts';
 export const POSTCODE_READY = 0x4646; // "FF": bootstrap done, waiting for download
 export const POSTCODE_RESET = 0x3030; // "00": reset in progress
 export const POSTCODE_OS = 0x534f; // "OS": card OS running
+export const POSTCODE_CRASH = 0x5243; // "CR": the card OS crashed (an injected card-crash)
 
 export const DBOX_BLOCK = block('dbox', 0x0000, 'DBOX', [
   reg('POSTCODE', 0x242c, 'RO', POSTCODE_READY, 'bootstrap post code: two ASCII characters, bits 7:0 first (MIC_X100_POSTCODE)', [

@@ -51,6 +51,7 @@ import { type Tracer, warn } from '../../../src/trace/tracer.ts';
 import { CardAddressError, type CardAddressSpace, type Segment, copySegments } from '../memory.ts';
 import { SMPT_PAGE_SHIFT, SMPT_PAGE_SIZE, SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { DMA_CH, DMA_CHANNELS, dcrEnable, dcrOwner } from './regs.ts';
+import type { DmaFaults } from '../faults/faults.ts';
 import {
   DESC,
   DESC_GENERAL,
@@ -76,6 +77,10 @@ export interface DmaEnv {
   schedule(fn: () => void): void;
   /** Trace events, and warnings (channel errors) even with the trace off. */
   tracer: Tracer;
+  /** Injected faults (faults/faults.ts): a descriptor failure, a throttled channel. */
+  faults?: DmaFaults;
+  /** A timer (the injected clock), for a throttled channel's pause. */
+  after?(ms: number, fn: () => void): () => void;
   /** With tracing on: what a MEMCPY serves (the SCIF RMA endpoint, windows and copy), added to its trace event as `rma`. */
   attribute?(src: bigint, dst: bigint): Record<string, unknown> | undefined;
 }
@@ -126,6 +131,8 @@ class Channel {
   /** This channel's DCR bits. */
   readonly owner: Field;
   readonly enable: Field;
+  /** Paused by an injected dma-slow until its timer ends it. */
+  held: (() => void) | null = null;
 
   constructor(
     readonly n: number,
@@ -237,6 +244,10 @@ export class DmaEngine {
    * engine stops; nothing else of it survives in memory.
    */
   reset(): void {
+    for (const c of this.chans) {
+      c.held?.();
+      c.held = null;
+    }
     if (this.env.tracer.enabled) this.env.tracer.event('dma-engine', { action: 'reset' });
   }
 
@@ -260,7 +271,7 @@ export class DmaEngine {
   }
 
   private runnable(c: Channel): boolean {
-    return c.enable.isSet(this.dcr.get()) && c.dcherr.get() === 0 && c.dhpr.get() !== c.dtpr.get();
+    return c.enable.isSet(this.dcr.get()) && c.dcherr.get() === 0 && c.dhpr.get() !== c.dtpr.get() && !c.held;
   }
 
   private kick(): void {
@@ -323,6 +334,8 @@ export class DmaEngine {
     const tail = c.dtpr.get();
     const size = c.size();
     if (tail >= size) throw new ChannelFault(RING_INDEX, `tail ${tail} is outside the ring of ${size} descriptors`);
+    const injected = this.env.faults?.descriptor(c.n, tail);
+    if (injected) throw new ChannelFault(DMA_CH.DCHERR.f[injected], `injected fault (${injected})`);
     const at = c.ringBase() + BigInt(tail) * BigInt(DESC_SIZE);
     let d: Uint8Array;
     try {
@@ -334,6 +347,7 @@ export class DmaEngine {
     for (let i = 0; i < w.length; i++) w[i] = u32(d, 4 * i);
     const type = TYPE.ex(w);
     let intr = false;
+    let moved = 0;
     switch (type) {
       case DESC_NOP:
         if (t.enabled) t.dma({ op: 'read', ch: c.n, idx: tail, type: 'NOP' });
@@ -358,6 +372,7 @@ export class DmaEngine {
         }
         this.runBytes += len;
         this.stats.bytes += len;
+        moved = len;
         if (t.enabled) {
           const rma = this.env.attribute?.(src, dst);
           t.dma({ op: 'copy', ch: c.n, idx: tail, type: 'MEMCPY', src: hex(src), dst: hex(dst), len, ...(rma ? { rma } : {}) });
@@ -392,6 +407,17 @@ export class DmaEngine {
     this.runDescs++;
     this.stats.descriptors++;
     if (intr) this.interrupt(c);
+    if (moved && this.env.faults) this.throttle(c, moved);
+  }
+
+  /** dma-slow: the channel pauses for the time its bytes would take at the set rate. */
+  private throttle(c: Channel, bytes: number): void {
+    const ms = this.env.faults!.throttle(c.n, bytes);
+    if (ms <= 0 || !this.env.after) return;
+    c.held = this.env.after(ms, () => {
+      c.held = null;
+      if (this.runnable(c)) this.kick();
+    });
   }
 
   /** A STATUS descriptor asked for an interrupt. */

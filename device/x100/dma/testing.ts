@@ -13,6 +13,7 @@ import { CardAddressSpace } from '../memory.ts';
 import { MMIO_BAR, MMIO_BAR_SIZE, SBOX_BASE } from '../pci/identity.ts';
 import { SMPT_BLOCK, SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { Smpt } from '../smpt/smpt.ts';
+import type { DmaFaults } from '../faults/faults.ts';
 import { type CardDmaInterrupt, DmaEngine } from './engine.ts';
 import {
   DCAR,
@@ -41,6 +42,8 @@ export interface DmaRigOptions {
   ramIova?: bigint;
   ramSize?: number;
   tracer?: Tracer;
+  /** Injected faults (faults/faults.ts). */
+  faults?: DmaFaults;
 }
 
 export function makeDmaRig(opts: DmaRigOptions = {}) {
@@ -100,6 +103,8 @@ export function makeDmaRig(opts: DmaRigOptions = {}) {
     },
     raiseCard: (ch, kind) => cardRaised.push([ch, kind]),
     schedule: clock.schedule,
+    after: clock.after,
+    faults: opts.faults,
   });
   return rig;
 }

@@ -13,6 +13,7 @@ import type { InterruptDelivery } from '../../../src/irq/delivery.ts';
 import type { Tracer } from '../../../src/trace/tracer.ts';
 import { APICICR_LO, SDBIC, SOURCE_BITS } from './regs.ts';
 import { Doorbells } from './doorbells.ts';
+import type { IrqFaults } from '../faults/faults.ts';
 
 /** A readable name for source bit k. */
 export function sourceName(k: number): string {
@@ -34,8 +35,10 @@ export class InterruptController {
     private readonly regs: RegisterFile,
     private readonly irq: InterruptDelivery,
     tracer: Tracer,
+    /** Injected faults: lost doorbells and MSI-X messages. */
+    private readonly faults?: IrqFaults,
   ) {
-    this.doorbells = new Doorbells(tracer);
+    this.doorbells = new Doorbells(tracer, faults);
     this.sicr0 = regs.ref('SICR0');
     this.sice0 = regs.ref('SICE0');
     this.siac0 = regs.ref('SIAC0');
@@ -82,7 +85,8 @@ export class InterruptController {
     const bitk = (1 << k) >>> 0;
     if (this.irq.mode() === 'msix') {
       for (let i = 0; i < 16; i++) {
-        if (this.mxar[i].get() & bitk) this.irq.raise(i, sourceName(k));
+        // A lost message (drop-irq) is gone: SIAC0 still clears the source as if it had been sent.
+        if (this.mxar[i].get() & bitk && !this.faults?.dropMsix(i)) this.irq.raise(i, sourceName(k));
       }
       if (this.siac0.get() & bitk) this.sicr0.set(this.sicr0.get() & ~bitk);
     } else {

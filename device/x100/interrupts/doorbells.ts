@@ -7,6 +7,7 @@
  * A ring nobody owns is traced, as a real card's APIC would drop it.
  */
 import type { Tracer } from '../../../src/trace/tracer.ts';
+import type { IrqFaults } from '../faults/faults.ts';
 
 export const DOORBELL_COUNT = 16;
 
@@ -16,7 +17,11 @@ export type DoorbellHandler = (db: number, apicicrLow?: number) => void;
 export class Doorbells {
   private readonly subs: DoorbellHandler[][] = Array.from({ length: DOORBELL_COUNT }, () => []);
 
-  constructor(private readonly tracer: Tracer) {}
+  constructor(
+    private readonly tracer: Tracer,
+    /** Injected faults: a lost ring (drop-doorbell) reaches no block. */
+    private readonly faults?: Pick<IrqFaults, 'dropDoorbell'>,
+  ) {}
 
   /** `fn` runs on every ring of doorbell `db` until the returned function is called. */
   subscribe(db: number, fn: DoorbellHandler): () => void {
@@ -37,6 +42,10 @@ export class Doorbells {
   /** The host rang doorbell `db`. */
   ring(db: number, apicicrLow?: number): void {
     const list = this.subs[db];
+    if (this.faults?.dropDoorbell(db)) {
+      if (this.tracer.enabled) this.tracer.event('doorbell', { db, ...(apicicrLow !== undefined ? { apicicrLow } : {}), owners: list.length, lost: true });
+      return;
+    }
     if (this.tracer.enabled) this.tracer.event('doorbell', { db, ...(apicicrLow !== undefined ? { apicicrLow } : {}), owners: list.length });
     // A handler may unsubscribe itself (or another) while we iterate.
     for (const fn of list.slice()) fn(db, apicicrLow);

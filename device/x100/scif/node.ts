@@ -42,7 +42,7 @@ const MAX_PEER_RING = 1 << 24;
  * exited     left SCIF (either side's SCIF_EXIT); nothing more is written
  * failed     the host QP is unusable (bad magic, unmappable); traced
  */
-export type NodeState = 'off' | 'waiting' | 'published' | 'online' | 'exiting' | 'exited' | 'failed';
+export type NodeState = 'off' | 'waiting' | 'published' | 'online' | 'exiting' | 'exited' | 'failed' | 'crashed';
 
 export interface ScifNodeOptions {
   mem: CardAddressSpace;
@@ -286,6 +286,27 @@ export class ScifNode {
     this.alloc.releaseAll();
     this.buffers.releaseAll();
     if (this.state !== 'off') this.setState('off', reason);
+  }
+
+  /**
+   * The card OS crashed (an injected card-crash): the node says nothing
+   * more. No ring writes, no doorbells, no read-offset updates; messages
+   * the host queues stay in its ring. Only a card or PCI reset (stop())
+   * brings the node back to `off`.
+   */
+  crash(reason: string): void {
+    if (this.state === 'off' || this.state === 'crashed') return;
+    this.session++;
+    this.stops++;
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.inbound = null;
+    this.outbound = null;
+    this.pending = [];
+    this.retryArmed = false;
+    this.setState('crashed', reason);
   }
 
   /**

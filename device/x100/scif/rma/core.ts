@@ -43,7 +43,7 @@ export class RmaCore {
     });
     node.endpoints.rmaHooks = { closing: (ep) => this.teardown(ep), freed: (ep) => this.release(ep) };
     node.onState((state) => {
-      if (state === 'off' || state === 'exiting' || state === 'exited') this.nodeGone();
+      if (state === 'off' || state === 'exiting' || state === 'exited' || state === 'crashed') this.nodeGone();
     });
   }
 
