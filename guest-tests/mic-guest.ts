@@ -42,6 +42,8 @@ export interface MicGuestOptions {
   name: string;
   /** Where the whole guest console goes, if set. */
   consoleFile?: string;
+  /** Every console line as it arrives, with the card (the fault suite's vphi-ctl lines). */
+  onLine?: (line: string, card: X100Card) => void;
 }
 
 export interface MicGuest {
@@ -73,7 +75,10 @@ export async function runMicGuest(o: MicGuestOptions): Promise<MicGuest> {
       files: micGuestFiles(),
       memoryMiB: 512,
       timeoutMs: o.timeoutMs,
-      onLine: (l) => lines.push(l),
+      onLine: (l) => {
+        lines.push(l);
+        o.onLine?.(l, server.device);
+      },
     });
     return { run, close };
   } catch (e) {
