@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bit, block, blockArray, field, layout, reg, regArray, decodeFields, setField, getField, wideField } from './define.ts';
 import { RegisterFile } from './file.ts';
-import { memoryTracer, untraced } from '../trace/tracer.ts';
+import { memoryTracer, untraced, type Tracer } from '../trace/tracer.ts';
 
 const TEST = block('test', 0x100, 'a test block', [
   reg('CTRL', 0x0, 'RW', 0x55, 'control', [field('MODE', 0, 4, 'mode'), bit('GO', 31, 'start')], { selfClear: 0x80000000 }),
@@ -160,6 +160,27 @@ describe('register file access semantics', () => {
     expect(t.events[0]).toMatchObject({ kind: 'mmio', bar: 4, op: 'w', off: 0x100, reg: 'CTRL', block: 'test', val: 0x80000002, now: 0x2, fields: { MODE: 2, GO: 1 } });
     expect(t.events[1]).toMatchObject({ op: 'r', reg: 'ID', val: 0x8086225c });
     expect(t.events[2]).toMatchObject({ op: 'w', reg: 'ID', ignored: true });
+  });
+
+  it('hands a tracer that takes raw accesses the register, the value, the word its fields decode from and the register after', () => {
+    const raw: unknown[][] = [];
+    const mem = memoryTracer();
+    const t: Tracer = { ...mem, access: (r, op, off, size, val, word, now, later) => raw.push([r.block, r.def?.name ?? null, op, off, size, val, word, now, later]) };
+    const f = new RegisterFile('bar', 4, 0x1000, [TEST], t);
+    f.write(0x100, 4, 0x80000002); // CTRL.GO self-clears
+    f.write(0x101, 1, 0xab); // a byte: the word is the byte over the old value
+    f.read(0x102, 2); // a halfword: the word is the whole register
+    f.write(0x800, 4, 5);
+    f.access(0x120, Buffer.alloc(8), 8, false); // one guest access, two pieces
+    expect(raw).toEqual([
+      ['test', 'CTRL', 'w', 0x100, 4, 0x80000002, 0x80000002, 0x2, false],
+      ['test', 'CTRL', 'w', 0x101, 1, 0xab, 0xab02, 0xab02, false],
+      ['test', 'CTRL', 'r', 0x102, 2, 0, 0xab02, 0, false],
+      [null, null, 'w', 0x800, 4, 5, 0, 0, false],
+      ['test', 'SPAD0', 'r', 0x120, 4, 0, 0, 0, false],
+      ['test', 'SPAD1', 'r', 0x124, 4, 0x10, 0x10, 0, true],
+    ]);
+    expect(mem.events).toEqual([]);
   });
 
   it('warns about an undeclared offset with tracing off, naming the nearest register', () => {

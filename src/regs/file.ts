@@ -4,10 +4,11 @@
  * access semantics (RO/RW/W1C/W1S/WO, write masks, self-clearing bits) and
  * runs the device's hooks. Unknown offsets read 0 and ignore writes, with
  * a warning that names the nearest declared register. Every access can be
- * traced, decoded by register and field name.
+ * traced by register name, its fields decoded from the value (at once by
+ * an in-memory tracer, when the trace is read for a trace file).
  */
 import { type BlockDef, type RegisterDef, decodeFields } from './define.ts';
-import { type Tracer, NO_TRACE, warn } from '../trace/tracer.ts';
+import { type Tracer, NO_TRACE, TraceRegister, mmioEvent, warn } from '../trace/tracer.ts';
 import { SpinWatch, waitingFor } from './spin.ts';
 
 /** power: power-on or PCI-level reset, every register; card: RGCR, the registers declared cardReset 'clear'. */
@@ -31,6 +32,8 @@ interface Slot {
   /** Absolute offset within the BAR. */
   abs: number;
   hooks: RegHooks;
+  /** The register as the trace names it. */
+  trace: TraceRegister;
 }
 
 export class RegisterFile {
@@ -44,6 +47,10 @@ export class RegisterFile {
   private readonly cardResetSlots: Int32Array;
   /** Guest polls that never see a change (spin.ts). */
   private readonly spin: SpinWatch;
+  /** What the trace names an undeclared offset by. */
+  private readonly unknownTrace: TraceRegister;
+  /** In access(): a piece after the first, traced at the first piece's time. */
+  private later = false;
 
   constructor(
     readonly name: string,
@@ -62,9 +69,10 @@ export class RegisterFile {
         if (this.byName.has(def.name)) throw new Error(`${name}: register name ${def.name} declared twice`);
         this.map[d] = this.slots.length;
         this.byName.set(def.name, this.slots.length);
-        this.slots.push({ def, block: b, abs, hooks: {} });
+        this.slots.push({ def, block: b, abs, hooks: {}, trace: new TraceRegister(bar, b.name, def, abs) });
       }
     }
+    this.unknownTrace = new TraceRegister(bar, null, null, -1);
     this.values = new Uint32Array(this.slots.length);
     const cleared: number[] = [];
     this.slots.forEach((s, i) => {
@@ -137,7 +145,7 @@ export class RegisterFile {
     }
     const shift = (offset & 3) * 8;
     const v = size === 4 ? full : (full >>> shift) & (size === 1 ? 0xff : 0xffff);
-    if (this.tracer.enabled) this.traceAccess('r', offset, size, v, si, full);
+    if (this.tracer.enabled) this.traceAccess('r', offset, size, v, si, full, 0);
     return v;
   }
 
@@ -147,7 +155,7 @@ export class RegisterFile {
     const si = d < this.map.length ? this.map[d] : -1;
     if (si < 0) {
       this.undeclared('w', offset, size, value >>> 0);
-      if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, -1, 0);
+      if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, -1, 0, 0);
       return;
     }
     const s = this.slots[si];
@@ -170,7 +178,7 @@ export class RegisterFile {
     }
     this.values[si] = now;
     // The trace shows what a read will return: self-clearing bits already dropped.
-    if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, si, (now & ~s.def.selfClear) >>> 0, wval);
+    if (this.tracer.enabled) this.traceAccess('w', offset, size, value >>> 0, si, wval, (now & ~s.def.selfClear) >>> 0);
     if (s.hooks.postWrite) s.hooks.postWrite(wval, old, this.values[si]);
     if (s.def.selfClear) this.values[si] &= ~s.def.selfClear;
   }
@@ -188,6 +196,7 @@ export class RegisterFile {
       // Largest naturally aligned piece (4, 2 or 1 bytes) that fits.
       const left = len - pos;
       const size: 1 | 2 | 4 = (off & 3) === 0 && left >= 4 ? 4 : (off & 1) === 0 && left >= 2 ? 2 : 1;
+      this.later = pos > 0;
       try {
         const si = this.map[off >>> 2] ?? -1;
         if (isWrite) {
@@ -208,6 +217,7 @@ export class RegisterFile {
       }
       pos += size;
     }
+    this.later = false;
   }
 
   /** Reads of one register without a change that make a spin warning (0: off; default SPIN_READS). */
@@ -264,27 +274,16 @@ export class RegisterFile {
   }
 
   /**
-   * `full` is the register's value after the access; `decoded` (default
-   * `full`) is what the fields are decoded from: for a write, the value the
-   * guest wrote, spread over the whole register.
+   * `word` is what the fields decode from: a read, the register's value; a
+   * write, the value the guest wrote spread over the whole register. `now`
+   * (writes): the register after the write, as a read will return it.
+   * Raw to a tracer that takes it (the trace file: no decoding, no object
+   * per access), else decoded (mmioEvent()).
    */
-  private traceAccess(op: 'r' | 'w', offset: number, size: number, value: number, si: number, full: number, decoded = full): void {
-    if (si < 0) {
-      this.tracer.mmio({ bar: this.bar, op, off: offset, size, val: value, block: null, reg: null, unknown: true });
-      return;
-    }
-    const s = this.slots[si];
-    this.tracer.mmio({
-      bar: this.bar,
-      op,
-      off: offset,
-      size,
-      val: value,
-      block: s.block.name,
-      reg: s.def.name,
-      fields: s.def.fields.length ? decodeFields(s.def, decoded) : undefined,
-      ...(op === 'w' ? { now: full } : {}),
-      ...(op === 'w' && s.def.access === 'RO' ? { ignored: true } : {}),
-    });
+  private traceAccess(op: 'r' | 'w', offset: number, size: number, value: number, si: number, word: number, now: number): void {
+    const t = this.tracer;
+    const r = si < 0 ? this.unknownTrace : this.slots[si].trace;
+    if (t.access) t.access(r, op, offset, size, value, word, now, this.later);
+    else t.mmio(mmioEvent(r, op, offset, size, value, word, now));
   }
 }

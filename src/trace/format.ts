@@ -2,6 +2,7 @@
  * Pretty printing and filtering of trace files (`vphi trace FILE`).
  * One JSON event per line in, one aligned human line out.
  */
+import { Field } from '../regs/define.ts';
 
 export interface TraceFilter {
   /** Register names; a trailing * matches a prefix (SPAD*, DSTAT*). */
@@ -70,9 +71,31 @@ export function formatEvent(e: Ev): string {
   }
 }
 
-/** Parse a whole trace text; malformed lines are counted, not fatal. */
+/** A `regdef` line's fields (writer.ts), as Fields; undefined if it declares none. */
+function declaredFields(e: Ev): Field[] | undefined {
+  if (!Array.isArray(e.fields)) return undefined;
+  const out: Field[] = [];
+  for (const x of e.fields as unknown[]) {
+    if (!Array.isArray(x) || typeof x[0] !== 'string' || typeof x[1] !== 'number' || typeof x[2] !== 'number') return undefined;
+    try {
+      out.push(new Field(x[0], x[1], x[2], ''));
+    } catch {
+      return undefined;
+    }
+  }
+  return out.length ? out : undefined;
+}
+
+/**
+ * Parse a whole trace text; malformed lines are counted, not fatal. The
+ * `regdef` lines (a register's fields, writer.ts) are not events: they
+ * give the later accesses of their register `fields`, decoded by name
+ * from the access's `word` (a 1- or 2-byte access) or `val`, as an
+ * in-memory tracer has them.
+ */
 export function parseTrace(text: string, f: TraceFilter = {}): { events: TraceEvent[]; bad: number } {
   const events: TraceEvent[] = [];
+  const regs = new Map<string, Field[]>();
   let bad = 0;
   for (const raw of text.split('\n')) {
     if (!raw.trim()) continue;
@@ -87,7 +110,19 @@ export function parseTrace(text: string, f: TraceFilter = {}): { events: TraceEv
       bad++;
       continue;
     }
-    if (matches(e, f)) events.push(e);
+    if (e.kind === 'regdef') {
+      const fields = declaredFields(e);
+      if (fields && typeof e.reg === 'string') regs.set(`${String(e.bar)}:${e.reg}`, fields);
+      else bad++;
+      continue;
+    }
+    if (!matches(e, f)) continue;
+    if (e.kind === 'mmio' && e.fields === undefined && typeof e.reg === 'string') {
+      const fields = regs.get(`${String(e.bar)}:${e.reg}`);
+      const v = typeof e.word === 'number' ? e.word : e.val;
+      if (fields && typeof v === 'number') e.fields = Object.fromEntries(fields.map((x) => [x.name, x.ex(v)]));
+    }
+    events.push(e);
   }
   return { events, bad };
 }

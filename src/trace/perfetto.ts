@@ -164,7 +164,7 @@ export function toPerfetto(events: readonly TraceEvent[]): ChromeTrace {
     switch (e.kind) {
       case 'mmio': {
         const name = e.unknown || e.reg == null ? `<undeclared ${hex(e.off)}>` : String(e.reg);
-        items.push({ tid: track(TID.mmio, 'MMIO'), ts: ns, dur: AUTO, name: `${e.op === 'w' ? 'W' : 'R'} ${name}`, cat: 'mmio', args: { ...rest(e, []), off: hex(e.off), val: hex(e.val), ...(e.now !== undefined ? { now: hex(e.now) } : {}) } });
+        items.push({ tid: track(TID.mmio, 'MMIO'), ts: ns, dur: AUTO, name: `${e.op === 'w' ? 'W' : 'R'} ${name}`, cat: 'mmio', args: { ...rest(e, []), off: hex(e.off), val: hex(e.val), ...(e.now !== undefined ? { now: hex(e.now) } : {}), ...(e.word !== undefined ? { word: hex(e.word) } : {}) } });
         // dma_chan DHPR: the driver passes descriptors [old head, new head) to the engine.
         const ch = /^dma(\d+)$/.exec(String(e.block));
         if (ch && e.op === 'w' && String(e.reg).startsWith('DHPR')) {

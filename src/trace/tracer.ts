@@ -1,8 +1,14 @@
 /**
  * Tracing: every config-space and BAR access, interrupt, DMA map/unmap,
- * DMA transfer and reset as one JSON line, decoded by register and field
- * name. Off by default: NO_TRACE's `enabled` is false and every call site
- * checks it first, so a disabled trace costs one property load.
+ * DMA transfer and reset as one JSON line, named by register. Off by
+ * default: NO_TRACE's `enabled` is false and every call site checks it
+ * first, so a disabled trace costs one property load.
+ *
+ * A register access reaches a tracer through access() (RegisterFile): the
+ * trace file writes its raw offset, value and size beside the register's
+ * name and decodes the fields only when the trace is read (writer.ts,
+ * format.ts parseTrace); a tracer without access() gets the decoded
+ * MmioEvent through mmio() (mmioEvent()).
  *
  * Warnings are not trace: guest misprogramming (a DMA channel error, an
  * access to an undeclared BAR offset) and internal faults always go to
@@ -10,7 +16,8 @@
  * (`warn(tracer, kind, msg, data)`).
  */
 import pino from 'pino';
-import { TraceWriter } from './writer.ts';
+import { decodeFields, type RegisterDef } from '../regs/define.ts';
+import { TraceWriter, type LineParts } from './writer.ts';
 
 export interface MmioEvent {
   bar: number;
@@ -27,6 +34,53 @@ export interface MmioEvent {
   unknown?: boolean;
   /** A write to a read-only register. */
   ignored?: boolean;
+  /**
+   * A 1- or 2-byte access: the whole register the fields decode from (a
+   * read: the register's value; a write: the written bytes over the old
+   * value). Only in trace files (the fields are decoded when read).
+   */
+  word?: number;
+}
+
+/**
+ * One register as the trace names it, made once per register by its
+ * RegisterFile, so an access is traced without building names or objects.
+ * `def` null: an offset no register covers (traced as unknown).
+ */
+export class TraceRegister {
+  /** The writer that last declared it (writer.ts: a `regdef` line before its first access). */
+  declaredTo: object | null = null;
+  /** The constant text of its lines, as bytes (writer.ts), made on first use. */
+  parts: LineParts | null = null;
+
+  constructor(
+    readonly bar: number,
+    readonly block: string | null,
+    readonly def: RegisterDef | null,
+    /** Offset within the BAR (-1 for an undeclared offset). */
+    readonly abs: number,
+  ) {}
+}
+
+/**
+ * A register access as an MmioEvent, fields decoded from `word`: what a
+ * tracer without access() gets. `now` (writes): the register after the write.
+ */
+export function mmioEvent(r: TraceRegister, op: 'r' | 'w', off: number, size: number, val: number, word: number, now: number): MmioEvent {
+  const def = r.def;
+  if (!def) return { bar: r.bar, op, off, size, val, block: null, reg: null, unknown: true };
+  return {
+    bar: r.bar,
+    op,
+    off,
+    size,
+    val,
+    block: r.block,
+    reg: def.name,
+    fields: def.fields.length ? decodeFields(def, word) : undefined,
+    ...(op === 'w' ? { now } : {}),
+    ...(op === 'w' && def.access === 'RO' ? { ignored: true } : {}),
+  };
 }
 
 export interface CfgEvent {
@@ -67,6 +121,15 @@ export interface Tracer {
    */
   readonly warn?: WarnFn;
   mmio(e: MmioEvent): void;
+  /**
+   * A guest access of register `r` (RegisterFile), if the tracer takes it
+   * raw: `val` the value read or written, `word` the whole register the
+   * fields decode from, `now` (writes) the register after the write;
+   * `later`: a later piece of the same guest access (the dwords of an
+   * 8-byte read), at the same time as the one before. Without it the
+   * register file calls mmio(mmioEvent(...)).
+   */
+  access?(r: TraceRegister, op: 'r' | 'w', off: number, size: number, val: number, word: number, now: number, later: boolean): void;
   cfg(e: CfgEvent): void;
   irq(e: IrqEvent): void;
   dma(e: DmaEvent): void;
@@ -158,6 +221,7 @@ export function createTracer(dest: string | number, opts: TracerOptions = {}): T
     enabled: true,
     warn: opts.warn ?? STDERR_WARN,
     mmio: (e) => w.line('mmio', e),
+    access: (r, op, off, size, val, word, now, later) => w.access(r, op, off, size, val, word, now, later),
     cfg: (e) => w.line('cfg', e),
     irq: (e) => w.line('irq', e),
     dma: (e) => w.line('dma', e),
