@@ -11,28 +11,26 @@
  * Skipped without the native addon or the guest kernel (run scripts/setup).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadNativeBinding, nativeAvailable } from '../src/binding/native.ts';
+import { existsSync } from 'node:fs';
+import { nativeAvailable } from '../src/binding/native.ts';
 import { qemuBinary } from '../src/qemu/command.ts';
 import { debianKernel } from '../src/qemu/kernel.ts';
-import { DeviceServer } from '../src/server.ts';
 import type { DmaEvent, Tracer } from '../src/trace/tracer.ts';
-import { x100Spec, type X100Card } from '../device/x100/card.ts';
+import type { X100Card } from '../device/x100/card.ts';
 import type { ChannelState } from '../device/x100/dma/engine.ts';
 import { DCHERR_DESC_TYPE, DCHERR_DST_ADDR, DCHERR_SRC_ADDR, DSTAT_COUNT_MASK, DSTAT_QUIESCE } from '../device/x100/dma/regs.ts';
-import { runGuest, type GuestResult } from './guest.ts';
+import type { CardGuest } from './card-guest.ts';
+import type { GuestResult } from './guest.ts';
 import { findResult, summarize, type KtapResult } from './ktap.ts';
+import { DMA, DMA_GROUPS, runSuite } from './suites.ts';
 import { patternMismatch as firstMismatch } from '../src/pattern.ts';
 
 const ready = nativeAvailable() && existsSync(debianKernel()) && existsSync(qemuBinary());
-const APERTURE = 0x2000_0000;
 /** vphi-dma's default channel for its error tests. */
 const ERR_CH = 3;
 
 /** The subtests of each vphi-dma group, in order (find-device first). */
-const GROUPS: Record<string, string[]> = {
+const GROUPS: Record<(typeof DMA_GROUPS)[number], string[]> = {
   copy: [
     'copy-setup',
     ...['host-to-card', 'card-to-host', 'card-to-card'].flatMap((d) => ['64B', '4KiB', '64KiB', '1MiB', '4MiB'].map((s) => `${d}-${s}`)),
@@ -83,14 +81,14 @@ function dmaTracer(): Tracer & { errors: DmaEvent[]; engine: Record<string, unkn
 }
 
 /** The guest's commands: one per group, then all of them in one process. */
-const COMMANDS = [...Object.keys(GROUPS).map((g) => `vphi-dma ${g}`), 'vphi-dma all'];
-const subtestsOf = (cmd: string): string[] => (cmd === 'vphi-dma all' ? Object.values(GROUPS).flat() : GROUPS[cmd.split(' ')[1]]);
+const COMMANDS = DMA.commands;
+const subtestsOf = (cmd: string): string[] => (cmd === 'vphi-dma all' ? DMA_GROUPS.flatMap((g) => GROUPS[g]) : GROUPS[cmd.split(' ')[1] as keyof typeof GROUPS]);
 
 const explain = (r: KtapResult | undefined): string => (r ? [r.line, ...r.diagnostics.map((d) => `# ${d}`)].join('\n') : 'no such result');
 
 describe.skipIf(!ready)('vphi-dma: the DMA engine driven from the guest', () => {
-  let dir: string;
-  let server: DeviceServer<X100Card>;
+  let guest: CardGuest;
+  let card: X100Card;
   let tracer: ReturnType<typeof dmaTracer>;
   let run: GuestResult;
   /**
@@ -102,29 +100,21 @@ describe.skipIf(!ready)('vphi-dma: the DMA engine driven from the guest', () => 
   let stats: X100Card['dma']['stats'] | undefined;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vphi-dma-test-'));
-    const socketPath = join(dir, 'card.sock');
     tracer = dmaTracer();
-    server = new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: APERTURE }), { socketPath, tracer });
-    run = await runGuest({
-      socketPath,
-      tests: COMMANDS,
-      memoryMiB: 512,
-      timeoutMs: 100_000,
-      onLine: (l) => {
+    guest = await runSuite(DMA, {
+      tracer,
+      onLine: (l, c) => {
         if (/^\s*(not )?ok \d+ - error-dst-unmapped-guest\b/.test(l)) {
-          const dma = server.device.dma;
-          stopped = { state: dma.channel(ERR_CH), dstat: server.device.bar4.get(`DSTAT${ERR_CH}`), dcherr: server.device.bar4.get(`DCHERR${ERR_CH}`) };
+          stopped = { state: c.dma.channel(ERR_CH), dstat: c.bar4.get(`DSTAT${ERR_CH}`), dcherr: c.bar4.get(`DCHERR${ERR_CH}`) };
         }
-        if (/VPHI-GUEST-DONE/.test(l)) stats = { ...server.device.dma.stats };
+        if (/VPHI-GUEST-DONE/.test(l)) stats = { ...c.dma.stats };
       },
     });
-  }, 120_000);
+    run = guest.run;
+    card = guest.card;
+  }, DMA.timeoutMs + 20_000);
 
-  afterAll(() => {
-    server?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => guest?.close());
 
   it('the guest ran every command to the end', () => {
     const why = run.lines.slice(-60).join('\n');
@@ -154,7 +144,7 @@ describe.skipIf(!ready)('vphi-dma: the DMA engine driven from the guest', () => 
   }
 
   it('card memory holds what the guest copied there (host side)', () => {
-    const mem = server.device.aperture;
+    const mem = card.aperture;
     // The last announcement for an address wins: `vphi-dma all` rewrote what the group runs left.
     const last = new Map<number, { addr: number; len: number; seed: number }>();
     let announced = 0;

@@ -11,22 +11,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { X100Card } from '../device/x100/card.ts';
-import { cardCtlHandler, cardStatus } from '../src/cli/card-ctl.ts';
-import type { CtlReply } from '../src/ctl/server.ts';
+import type { CardGuest } from './card-guest.ts';
 import type { GuestResult } from './guest.ts';
-import { expectPassed, expectRanToEnd, micSuiteKernel, micSuiteReady, runMicGuest, type MicGuest } from './mic-guest.ts';
+import { expectPassed, expectRanToEnd, micSuiteKernel, micSuiteReady } from './mic-guest.ts';
+import { ARMED_FAULTS, FAULT, FAULT_CMD as CMD, runSuite, type ArmedFault } from './suites.ts';
 
 const kernel = micSuiteKernel();
 const ready = micSuiteReady(kernel);
-
-const CMD = {
-  boot: 'mic-scif-boot',
-  doorbell: 'mic-fault drop-doorbell',
-  irq: 'mic-fault drop-irq',
-  slow: 'mic-fault dma-slow',
-  error: 'mic-fault dma-error',
-  crash: 'mic-fault card-crash',
-} as const;
 
 /** The subtests of each mic-fault command, in its order. */
 const CHECKS: Record<Exclude<keyof typeof CMD, 'boot'>, string[]> = {
@@ -37,40 +28,18 @@ const CHECKS: Record<Exclude<keyof typeof CMD, 'boot'>, string[]> = {
   crash: ['online-before', 'host-sees-crash', 'shutdown-status', 'post-code-crash', 'node-alive-timeout', 'recover-reset', 'recover-ready', 'recover-online', 'echo-after-reset'],
 };
 
-/** A card crash waits out the host's 40 s COSM watchdog and the 30 s SCIF_EXIT_ACK wait of the reset. */
-const COMMAND_TIMEOUT_S = 300;
-const GUEST_TIMEOUT_MS = 900_000;
-
-/** {h2c_db} and {c2h_vector}: the card's SCIF doorbell and the vector the host's SCIF doorbell interrupts on. */
-function expand(spec: string, card: X100Card): string {
-  const scif = cardStatus(card).scif as { h2cDb: number; c2hVectors: number[] };
-  return spec.replace('{h2c_db}', String(scif.h2cDb)).replace('{c2h_vector}', String(scif.c2hVectors[0] ?? -1));
-}
-
 describe.skipIf(!ready)('fault injection against the Linux MIC host drivers (mic-fault)', () => {
-  let guest: MicGuest;
+  let guest: CardGuest;
   let run: GuestResult;
-  let card: X100Card | undefined;
-  const armed: { spec: string; reply: CtlReply }[] = [];
+  let card: X100Card;
+  let armed: ArmedFault[];
 
   beforeAll(async () => {
-    guest = await runMicGuest({
-      kernel: kernel!,
-      name: 'vphi-fault-test',
-      tests: Object.values(CMD),
-      commandTimeoutS: COMMAND_TIMEOUT_S,
-      timeoutMs: GUEST_TIMEOUT_MS,
-      consoleFile: process.env.VPHI_FAULT_CONSOLE,
-      onLine: (line, c) => {
-        const m = /vphi-ctl: fault (\S+)/.exec(line);
-        if (!m || /^\s*#/.test(line)) return;
-        card = c;
-        const spec = expand(m[1], c);
-        armed.push({ spec, reply: cardCtlHandler(c)({ cmd: 'fault', spec }) as CtlReply });
-      },
-    });
+    guest = await runSuite(FAULT, { kernel: kernel!, consoleFile: process.env.VPHI_FAULT_CONSOLE });
     run = guest.run;
-  }, GUEST_TIMEOUT_MS + 30_000);
+    card = guest.card;
+    armed = ARMED_FAULTS.get(card) ?? [];
+  }, FAULT.timeoutMs + 30_000);
 
   afterAll(() => guest?.close());
 
@@ -83,7 +52,7 @@ describe.skipIf(!ready)('fault injection against the Linux MIC host drivers (mic
   it('every fault the guest asked for was armed, and fired', () => {
     expect(armed.map((a) => [a.spec, a.reply.ok]), JSON.stringify(armed)).toEqual(armed.map((a) => [a.spec, true]));
     expect(armed.length).toBe(2 + 8 + 4 + 1);
-    const faults = card!.faults.list();
+    const faults = card.faults.list();
     // Each SCIF endpoint takes one host channel (scif_reserve_dma_chan(), round robin): a fault on the others need not fire.
     for (const f of faults) {
       if (f.spec.startsWith('dma-')) continue;

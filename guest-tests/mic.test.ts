@@ -23,35 +23,28 @@
  * VPHI_MIC_TRACE=FILE to also write the full trace.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadNativeBinding, nativeAvailable } from '../src/binding/native.ts';
-import { qemuBinary } from '../src/qemu/command.ts';
-import { MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
-import { DeviceServer } from '../src/server.ts';
 import { createTracer, type Tracer } from '../src/trace/tracer.ts';
-import { defaultBootAddr, x100Spec, type X100Card } from '../device/x100/card.ts';
+import { defaultBootAddr, type X100Card } from '../device/x100/card.ts';
 import type { BootRecord } from '../device/x100/boot/bootstrap.ts';
 import { MIC_MAGIC } from '../device/x100/boot/device-page.ts';
-import { micGuestFiles } from '../src/guest/image.ts';
 import { RAMDISK_SIZE, UOS_SIZE } from '../src/guest/firmware.ts';
-import { runGuest, type GuestResult } from './guest.ts';
-import { findResult, summarize, type KtapResult } from './ktap.ts';
+import type { CardGuest } from './card-guest.ts';
+import type { GuestResult } from './guest.ts';
+import { findResult, summarize } from './ktap.ts';
 import { checkDownload } from './download.ts';
+import { explain, micSuiteKernel, micSuiteReady } from './mic-guest.ts';
+import { MIC, MIC_CMD, MIC_CYCLES as CYCLES, MIC_INTX, MIC_INTX_CMD, runSuite } from './suites.ts';
 
-const kernel = micKernel();
-if (!kernel) console.log('SKIP: no MIC guest kernel');
-const ready = kernel !== null && nativeAvailable() && existsSync(qemuBinary());
+const kernel = micSuiteKernel();
+const ready = micSuiteReady(kernel);
 
-const APERTURE = 0x2000_0000;
-const CYCLES = 10;
+const APERTURE = MIC.card.apertureSize;
 /** mic-lib.sh MIC_CMDLINE: the driver appends it to " mem=512M". */
 const CARD_CMDLINE = 'vphi.card=mic0';
 
 /** The subtests of each guest command, in order. */
 const TESTS: Record<string, string[]> = {
-  'mic-probe': [
+  [MIC_CMD.probe]: [
     'sysfs-mic0',
     'one-card',
     'state-ready',
@@ -64,7 +57,7 @@ const TESTS: Record<string, string[]> = {
     'msix-9-vectors-unrouted',
     'no-dma-device-yet',
   ],
-  'mic-boot': [
+  [MIC_CMD.boot]: [
     'bootmode-linux',
     'firmware-set',
     'ramdisk-set',
@@ -76,7 +69,7 @@ const TESTS: Record<string, string[]> = {
     'no-driver-errors',
     'state-online',
   ],
-  'mic-debugfs': [
+  [MIC_CMD.debugfs]: [
     'online',
     'post-code-os',
     'smpt-entries',
@@ -88,7 +81,7 @@ const TESTS: Record<string, string[]> = {
     'dcherr-0-unmasked',
     'channels-idle',
   ],
-  'mic-reset': [
+  [MIC_CMD.reset]: [
     'online-before',
     'reset-write',
     'state-ready',
@@ -99,14 +92,14 @@ const TESTS: Record<string, string[]> = {
     'dma-device-gone',
     'reset-from-ready-refused',
   ],
-  [`mic-cycle ${CYCLES}`]: [
+  [MIC_CMD.cycle]: [
     'ready-before',
     ...Array.from({ length: CYCLES }, (_, i) => [`boot-${i + 1}`, `reset-${i + 1}`]).flat(),
     'dma-channels-4-every-boot',
     'no-driver-errors',
   ],
 };
-const COMMANDS = Object.keys(TESTS);
+const COMMANDS = MIC.commands;
 const BOOTS = 1 + CYCLES;
 const RESETS = 1 + CYCLES;
 
@@ -160,11 +153,8 @@ interface Snapshot {
   download: string[];
 }
 
-const explain = (r: KtapResult | undefined): string => (r ? [...r.diagnostics.map((d) => `# ${d}`), r.line].join('\n') : 'no such result');
-
 describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the card', () => {
-  let dir: string;
-  let server: DeviceServer<X100Card>;
+  let guest: CardGuest;
   let tracer: ReturnType<typeof micTracer>;
   let run: GuestResult;
   /** After the first boot (mic-boot done), and when the guest finished. */
@@ -172,12 +162,9 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
   const bootAddr = defaultBootAddr(APERTURE);
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vphi-mic-test-'));
-    const socketPath = join(dir, 'card.sock');
     tracer = micTracer(process.env.VPHI_MIC_TRACE || undefined);
-    server = new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: APERTURE }), { socketPath, tracer });
-    const snap = (): Snapshot => {
-      const card = server.device;
+    let seen: X100Card | undefined;
+    const snap = (card: X100Card): Snapshot => {
       const spad2 = card.bar4.get('SPAD2');
       const spad5 = card.bar4.get('SPAD5');
       return {
@@ -189,39 +176,31 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
         download: checkDownload(card.aperture, { bootAddr: (spad2 & 0xfffff000) >>> 0, spad5, cmdline: CARD_CMDLINE }),
       };
     };
-    const consoleLines: string[] = [];
     try {
-      run = await runGuest({
-        socketPath,
-      kernel: kernel!,
-      append: `${MIC_APPEND} vphi.timeout=120`,
-        tests: COMMANDS,
-        files: micGuestFiles(),
-        memoryMiB: 512,
-        timeoutMs: 150_000,
-        onLine: (l) => {
-          consoleLines.push(l);
+      guest = await runSuite(MIC, {
+        kernel: kernel!,
+        tracer,
+        onLine: (l, c) => {
+          seen = c;
           // Taken while the guest still runs: the detach at power-off resets the registers.
-          if (/^(not )?ok \d+ mic-boot\b/.test(l)) snaps.firstBoot = snap();
-          if (/VPHI-GUEST-DONE/.test(l)) snaps.done = snap();
+          if (/^(not )?ok \d+ mic-boot\b/.test(l)) snaps.firstBoot = snap(c);
+          if (/VPHI-GUEST-DONE/.test(l)) snaps.done = snap(c);
         },
       });
+      run = guest.run;
     } catch (e) {
-      // A hang in the host driver path: what the guest printed last, and the card accesses before it.
+      // A hang in the host driver path: what the guest printed last (in the message), and the card accesses before it.
+      const b = seen?.bootstrap;
       throw new Error(
-        `${(e as Error).message}\n--- guest console (last 60 lines) ---\n${consoleLines.slice(-60).join('\n')}\n` +
+        `${(e as Error).message}\n` +
           `--- last ${RECENT_MMIO} BAR4 accesses ---\n${tracer.recent.join('\n')}\n` +
-          `--- card: bootstrap ${server.device.bootstrap.state}, ${server.device.bootstrap.boots} boots, ${server.device.bootstrap.resets} resets ` +
+          `--- card: bootstrap ${b?.state}, ${b?.boots} boots, ${b?.resets} resets ` +
           `(VPHI_MIC_TRACE=FILE writes the full trace)`,
       );
     }
-  }, 170_000);
+  }, MIC.timeoutMs + 20_000);
 
-  afterAll(() => {
-    server?.close();
-    tracer?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => guest?.close());
 
   it('the guest ran every MIC test to the end', () => {
     const why = run.lines.slice(-80).join('\n');
@@ -329,39 +308,25 @@ describe.skipIf(!ready)('the MIC host driver (Linux 5.8.1) boots and resets the 
         expect(BigInt(String(d.dst)) >= 0x80_0000_0000n, `${what}: status_dest ${d.dst} in the SMPT window`).toBe(true);
       }
     });
-    expect(server.device.dma.stats.errors).toBe(0);
+    expect(guest.card.dma.stats.errors).toBe(0);
   });
 });
 
 describe.skipIf(!ready)('the MIC host driver on INTx (pci=nomsi)', () => {
-  let dir: string;
-  let server: DeviceServer<X100Card>;
+  let guest: CardGuest;
   let run: GuestResult;
   const INTX_TESTS: Record<string, string[]> = {
-    'mic-intx': ['state-ready', 'intx-handler', 'no-msi-vectors'],
-    'mic-boot': TESTS['mic-boot'],
-    'mic-reset': TESTS['mic-reset'],
+    [MIC_INTX_CMD.intx]: ['state-ready', 'intx-handler', 'no-msi-vectors'],
+    [MIC_INTX_CMD.boot]: TESTS[MIC_CMD.boot],
+    [MIC_INTX_CMD.reset]: TESTS[MIC_CMD.reset],
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vphi-mic-intx-'));
-    const socketPath = join(dir, 'card.sock');
-    server = new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: APERTURE }), { socketPath });
-    run = await runGuest({
-      socketPath,
-      kernel: kernel!,
-      append: `${MIC_APPEND} pci=nomsi vphi.timeout=120`,
-      tests: Object.keys(INTX_TESTS),
-      files: micGuestFiles(),
-      memoryMiB: 512,
-      timeoutMs: 120_000,
-    });
-  }, 140_000);
+    guest = await runSuite(MIC_INTX, { kernel: kernel! });
+    run = guest.run;
+  }, MIC_INTX.timeoutMs + 20_000);
 
-  afterAll(() => {
-    server?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => guest?.close());
 
   it('probes, boots and resets the card with the INTx fallback', () => {
     const why = run.lines.slice(-60).join('\n');
@@ -371,7 +336,7 @@ describe.skipIf(!ready)('the MIC host driver on INTx (pci=nomsi)', () => {
         expect(r?.ok, `${cmd} ${name}: ${r?.diagnostics.join('\n') ?? 'missing'}\n${why}`).toBe(true);
       }
     }
-    expect(server.device.bootstrap.boots).toBe(1);
-    expect(server.device.bootstrap.resets).toBe(1);
+    expect(guest.card.bootstrap.boots).toBe(1);
+    expect(guest.card.bootstrap.resets).toBe(1);
   });
 });

@@ -9,47 +9,38 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nativeAvailable } from '../src/binding/native.ts';
-import { startCard } from '../src/cli/serve.ts';
 import { qemuBinary } from '../src/qemu/command.ts';
 import { debianKernel } from '../src/qemu/kernel.ts';
 import { patternMismatch } from '../src/pattern.ts';
-import type { DeviceServer } from '../src/server.ts';
-import type { X100Card } from '../device/x100/card.ts';
-import { runGuest } from './guest.ts';
+import type { CardGuest } from './card-guest.ts';
 import { findResult, summarize } from './ktap.ts';
+import { PROBE, PROBE_PATTERN_AT as PATTERN_AT, runSuite } from './suites.ts';
 
 const ready = nativeAvailable() && existsSync(debianKernel()) && existsSync(qemuBinary());
-const APERTURE = 0x2000_0000;
-const PATTERN_AT = 0x10_0000;
 
 describe.skipIf(!ready)('vphi-probe against the card', () => {
   let dir: string;
-  let server: DeviceServer<X100Card>;
-  let socketPath: string;
-  beforeAll(async () => {
+  let guest: CardGuest | undefined;
+  beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'vphi-probe-test-'));
-    socketPath = join(dir, 'card.sock');
-    server = await startCard({ socketPath, apertureSize: APERTURE, trace: join(dir, 'trace.jsonl'), verbose: false }, () => {});
   });
   afterAll(() => {
-    server?.close();
+    guest?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('finds the card, checks its PCI identity and BARs, and reaches SPADs and the aperture', { timeout: 180_000 }, async () => {
+  it('finds the card, checks its PCI identity and BARs, and reaches SPADs and the aperture', { timeout: PROBE.timeoutMs + 30_000 }, async () => {
     // Snapshots taken while the guest still runs (a detaching client resets the card).
     let spads: number[] | undefined;
     let pattern: Buffer | undefined;
-    const r = await runGuest({
-      socketPath,
-      tests: [`vphi-probe all --bar0-size ${APERTURE} --bar0-pattern-offset ${PATTERN_AT}`],
-      memoryMiB: 512,
-      timeoutMs: 150_000,
-      onLine: (l) => {
-        if (/^\s*ok \d+ - spad-readback/.test(l)) spads = Array.from({ length: 16 }, (_, i) => server.device.bar4.get(`SPAD${i}`));
-        if (/^\s*ok \d+ - bar0-pattern/.test(l)) pattern = Buffer.from(server.device.aperture.subarray(PATTERN_AT, PATTERN_AT + 4096));
+    guest = await runSuite(PROBE, {
+      trace: join(dir, 'trace.jsonl'),
+      onLine: (l, card) => {
+        if (/^\s*ok \d+ - spad-readback/.test(l)) spads = Array.from({ length: 16 }, (_, i) => card.bar4.get(`SPAD${i}`));
+        if (/^\s*ok \d+ - bar0-pattern/.test(l)) pattern = Buffer.from(card.aperture.subarray(PATTERN_AT, PATTERN_AT + 4096));
       },
     });
+    const r = guest.run;
     const why = r.lines.slice(-40).join('\n');
     expect(r.rc, why).toBe(0);
     const probe = r.ktap.results[0]?.subtests;
@@ -59,8 +50,8 @@ describe.skipIf(!ready)('vphi-probe against the card', () => {
 
     expect(spads).toEqual(Array.from({ length: 16 }, (_, i) => (0xc0de0000 | i) >>> 0));
 
-    // The trace names what the guest touched: config space and BAR4 registers.
-    server.close();
+    // The trace names what the guest touched: config space and BAR4 registers (complete once the card is closed).
+    guest.close();
     const events = readFileSync(join(dir, 'trace.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const mmio = events.filter((e) => e.kind === 'mmio');
     for (let i = 0; i < 16; i++) {

@@ -26,15 +26,11 @@ import { join } from 'node:path';
 import { GUEST_BIN } from '../src/paths.ts';
 import type { GuestResult } from './guest.ts';
 import { findResult, parseKtap } from './ktap.ts';
-import { expectPassed, expectRanToEnd, explain, micSuiteKernel, micSuiteReady, runMicGuest, subtestDiags, type MicGuest } from './mic-guest.ts';
+import { expectPassed, expectRanToEnd, explain, micSuiteKernel, micSuiteReady, subtestDiags, type MicGuest } from './mic-guest.ts';
+import { RMA, RMA_CMD as CMD, RMA_SOAK_MIB as SOAK_MIB, runSuite } from './suites.ts';
 
 const kernel = micSuiteKernel();
 const ready = micSuiteReady(kernel);
-
-const SOAK_MIB = Math.max(1, Number(process.env.VPHI_RMA_SOAK_MIB ?? 256));
-/** Per guest command (init.sh's vphi.timeout) and for the whole guest. */
-const COMMAND_TIMEOUT_S = 900;
-const GUEST_TIMEOUT_MS = 2400 * 1000;
 /** vphi-scif-rma's subtests in `all`, in its order. */
 const SUBTESTS = [
   'aligned',
@@ -56,14 +52,6 @@ const SUBTESTS = [
 
 /** The directions of `bench`'s "rma_<dir>_bytes=N MBps=X" lines. */
 const BENCH_DIRS = ['writeto', 'readfrom', 'vwriteto', 'vreadfrom', 'card_writeto', 'card_readfrom'];
-
-const CMD = {
-  boot: 'mic-scif-boot',
-  loop: 'mic-scif-rma-loop all',
-  loopBench: 'mic-scif-rma-loop bench --bench-max 4194304 --bench-total 4194304',
-  card: `vphi-scif-rma all --node 1 --soak-bytes ${SOAK_MIB * 1024 * 1024}`,
-  cardBench: 'vphi-scif-rma bench --node 1',
-} as const;
 
 /** The diagnostics worth printing of a command's subtests: "rma_...=" (bench) and "soak: ...". */
 const BENCH_DIAG = /^(rma_|soak:)/;
@@ -91,22 +79,15 @@ describe.skipIf(!ready)('SCIF RMA through /dev/scif (Linux MIC host stack, vphi-
   let run: GuestResult;
 
   beforeAll(async () => {
-    guest = await runMicGuest({
-      kernel: kernel!,
-      name: 'vphi-rma-test',
-      tests: Object.values(CMD),
-      commandTimeoutS: COMMAND_TIMEOUT_S,
-      timeoutMs: GUEST_TIMEOUT_MS,
-      consoleFile: process.env.VPHI_RMA_CONSOLE,
-    });
+    guest = await runSuite(RMA, { kernel: kernel!, consoleFile: process.env.VPHI_RMA_CONSOLE });
     run = guest.run;
     for (const c of [CMD.loop, CMD.loopBench, CMD.card, CMD.cardBench])
       for (const l of subtestDiags(findResult(run.ktap, c), BENCH_DIAG)) console.log(`vphi-scif-rma (${c}): ${l}`);
-  }, GUEST_TIMEOUT_MS + 30_000);
+  }, RMA.timeoutMs + 30_000);
 
   afterAll(() => guest?.close());
 
-  it('the guest ran every command to the end', () => expectRanToEnd(run, Object.values(CMD)));
+  it('the guest ran every command to the end', () => expectRanToEnd(run, RMA.commands));
 
   it('the card came online (mic-scif-boot)', () => {
     for (const name of ['ready-before', 'boot-write', 'state-online', 'node-1-running']) expectPassed(run, CMD.boot, name);

@@ -26,29 +26,15 @@ import { join } from 'node:path';
 import { GUEST_BIN } from '../src/paths.ts';
 import type { GuestResult } from './guest.ts';
 import { findResult, parseKtap } from './ktap.ts';
-import { expectPassed, expectRanToEnd, explain, micSuiteKernel, micSuiteReady, runMicGuest, subtestDiags, type MicGuest } from './mic-guest.ts';
+import { expectPassed, expectRanToEnd, explain, micSuiteKernel, micSuiteReady, subtestDiags, type MicGuest } from './mic-guest.ts';
+import { runSuite, SCIF, SCIF_CMD as CMD, SCIF_CYCLES as CYCLES } from './suites.ts';
 
 const kernel = micSuiteKernel();
 const ready = micSuiteReady(kernel);
 
-const CYCLES = Math.max(1, Number(process.env.VPHI_SCIF_CYCLES ?? 20));
-/** Per guest command (init.sh's vphi.timeout) and for the whole guest: a cycle takes a few seconds, 10 at most. */
-const COMMAND_TIMEOUT_S = 60 + CYCLES * 10;
-const GUEST_TIMEOUT_MS = (120 + 2 * CYCLES * 10) * 1000;
-
 /** vphi-scif's subtests, in its order. */
 const CLIENT = ['nodeids', 'echo', 'sink', 'source', 'refused', 'dial', 'many', 'close-host', 'close-card'];
 const BENCH = ['rtt', 'stream'];
-
-const CMD = {
-  boot: 'mic-scif-boot',
-  loop: 'mic-scif-loop all',
-  loopBench: 'mic-scif-loop bench',
-  card: 'vphi-scif all --node 1',
-  cardBench: 'vphi-scif bench --node 1',
-  shutdown: `vphi-scif cycle --how shutdown --cycles ${CYCLES}`,
-  reset: `vphi-scif cycle --how reset --cycles ${CYCLES}`,
-} as const;
 
 /** The benchmark diagnostics ("rtt_us=...", "stream_...") of a command's subtests. */
 const BENCH_DIAG = /^(rtt_us|stream_)/;
@@ -76,15 +62,15 @@ describe.skipIf(!ready)('SCIF through /dev/scif (Linux MIC host stack, vphi-scif
   let run: GuestResult;
 
   beforeAll(async () => {
-    guest = await runMicGuest({ kernel: kernel!, name: 'vphi-scif-test', tests: Object.values(CMD), commandTimeoutS: COMMAND_TIMEOUT_S, timeoutMs: GUEST_TIMEOUT_MS });
+    guest = await runSuite(SCIF, { kernel: kernel! });
     run = guest.run;
     for (const l of [...subtestDiags(findResult(run.ktap, CMD.loopBench), BENCH_DIAG), ...subtestDiags(findResult(run.ktap, CMD.cardBench), BENCH_DIAG)])
       console.log(`vphi-scif: ${l}`);
-  }, GUEST_TIMEOUT_MS + 30_000);
+  }, SCIF.timeoutMs + 30_000);
 
   afterAll(() => guest?.close());
 
-  it('the guest ran every command to the end', () => expectRanToEnd(run, Object.values(CMD)));
+  it('the guest ran every command to the end', () => expectRanToEnd(run, SCIF.commands));
 
   it('the card was booted (mic-scif-boot)', () => {
     for (const name of ['ready-before', 'boot-write', 'node-1-running', 'scif-peer-dev1']) {

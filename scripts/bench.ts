@@ -26,14 +26,14 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { debianKernel, MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
-import { micGuestFiles } from '../src/guest/image.ts';
+import { debianKernel, micKernel } from '../src/qemu/kernel.ts';
 import { findResult } from '../guest-tests/ktap.ts';
 import { REPO_ROOT } from '../src/paths.ts';
 import { buildGuestInitramfs } from '../src/guest/image.ts';
 import { startCard } from '../src/cli/serve.ts';
 import { startQemu } from '../src/qemu/run.ts';
-import { runGuest } from '../guest-tests/guest.ts';
+import { runCardGuest, runMicGuest } from '../guest-tests/card-guest.ts';
+import type { GuestResult } from '../guest-tests/guest.ts';
 import type { DeviceServer } from '../src/server.ts';
 import type { X100Card } from '../device/x100/card.ts';
 import { SYSTEM_WINDOW_BASE } from '../device/x100/smpt/regs.ts';
@@ -106,6 +106,9 @@ async function benchRtt(dir: string): Promise<void> {
   line(`   libvfio-user C sample server (BAR0):  ${(mc / 1000).toFixed(1)} µs`);
   line(`   vphi (BAR4 SPAD0), trace off:         ${(mv / 1000).toFixed(1)} µs   ratio vphi/C = ${(mv / mc).toFixed(2)}`);
   line(`   vphi (BAR4 SPAD0), trace on:          ${(mt / 1000).toFixed(1)} µs   ratio trace-on/off = ${(mt / mv).toFixed(2)}`);
+  // On and off of the same round ran back to back: their ratio shrugs off a busy machine.
+  const rounds = vt.map((t, i) => t / v[i]);
+  line(`   trace-on/off within a round:          median ${median(rounds).toFixed(2)}   (${rounds.map((r) => r.toFixed(2)).join(' ')})`);
 }
 
 /** Mean seconds per call of fn over at least `minMs` and `minIter` calls. */
@@ -222,22 +225,21 @@ function benchEngine(s: Session): void {
 /** Section 3's figures (bytes/s), for section 6. */
 const engineRate: { toCard?: number; fromCard?: number } = {};
 
-async function benchGuest(dir: string): Promise<void> {
+async function benchGuest(): Promise<void> {
   line('4. The same transfers driven by the guest (vphi-dma bench: TCG guest, real vfio-user path)');
-  const socketPath = join(dir, 'g.sock');
-  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
+  const guest = await runCardGuest({ name: 'vphi-bench-dma', tests: ['vphi-dma bench'], memoryMiB: 1024, timeoutMs: 300_000 });
   try {
-    const res = await runGuest({ socketPath, tests: ['vphi-dma bench'], memoryMiB: 1024, timeoutMs: 300_000 });
+    const res = guest.run;
     const lines = res.lines.filter((l) => /# bench /.test(l)).map((l) => l.replace(/^\s*# bench /, ''));
     if (!lines.length) line('   (vphi-dma printed no bench lines)');
     for (const l of lines) line(`   ${l}`);
   } finally {
-    server.close();
+    guest.close();
   }
 }
 
 /** KTAP diagnostics of one command (and its subtests) that start with `key=`. */
-function diags(res: Awaited<ReturnType<typeof runGuest>>, cmd: string, key: string): string[] {
+function diags(res: GuestResult, cmd: string, key: string): string[] {
   const r = findResult(res.ktap, cmd);
   const all = [r, ...(r?.subtests?.results ?? [])].flatMap((x) => x?.diagnostics ?? []);
   return all.filter((d) => d.startsWith(`${key}=`));
@@ -245,18 +247,17 @@ function diags(res: Awaited<ReturnType<typeof runGuest>>, cmd: string, key: stri
 
 const num = (d: string | undefined): number => (d ? Number(/=([\d.]+)/.exec(d)?.[1]) : NaN);
 
-async function benchScif(dir: string): Promise<void> {
+async function benchScif(): Promise<void> {
   line('5. SCIF from a MIC guest (TCG; the unmodified host SCIF driver, the card services)');
   const kernel = micKernel();
   if (!kernel) {
     line('   SKIP: no MIC guest kernel');
     return;
   }
-  const socketPath = join(dir, 's.sock');
-  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
   const CMD = { boot: 'mic-scif-boot', mmio: 'vphi-probe rtt', loop: 'mic-scif-loop bench', card: 'vphi-scif bench --node 1' };
+  const guest = await runMicGuest({ kernel, name: 'vphi-bench-scif', tests: Object.values(CMD), scifStrict: false, timeoutMs: 600_000 });
   try {
-    const res = await runGuest({ socketPath, kernel, append: MIC_APPEND, tests: Object.values(CMD), files: micGuestFiles(), memoryMiB: 512, timeoutMs: 600_000 });
+    const res = guest.run;
     const online = diags(res, CMD.boot, 'boot_to_online_s')[0];
     const mmio = diags(res, CMD.mmio, 'mmio_rtt_us')[0];
     const [lr, cr] = [diags(res, CMD.loop, 'rtt_us')[0], diags(res, CMD.card, 'rtt_us')[0]];
@@ -272,14 +273,14 @@ async function benchScif(dir: string): Promise<void> {
     }
     if (res.rc !== 0) line(`   (the guest reported failures: rc ${res.rc})`);
   } finally {
-    server.close();
+    guest.close();
   }
 }
 
 /** The directions of vphi-scif-rma bench's "rma_<dir>_bytes=N MBps=X" lines. */
 const RMA_DIRS = ['writeto', 'readfrom', 'vwriteto', 'vreadfrom', 'card_writeto', 'card_readfrom'];
 
-async function benchRma(dir: string): Promise<void> {
+async function benchRma(): Promise<void> {
   line('6. SCIF RMA from a MIC guest (TCG; SYNC copies, vphi-scif-rma bench), card against the host loopback node 0');
   const kernel = micKernel();
   if (!kernel) {
@@ -288,11 +289,10 @@ async function benchRma(dir: string): Promise<void> {
   }
   const e = engineRate;
   line(`   DMA engine in-process (section 3): ${e.toCard ? `${fmtRate(e.toCard)} to card, ${fmtRate(e.fromCard ?? NaN)} from card` : '(section 3 not run: VPHI_BENCH_ONLY)'}`);
-  const socketPath = join(dir, 'r.sock');
-  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, () => {});
   const CMD = { boot: 'mic-scif-boot', loop: 'mic-scif-rma-loop bench', card: 'vphi-scif-rma bench --node 1' };
+  const guest = await runMicGuest({ kernel, name: 'vphi-bench-rma', tests: Object.values(CMD), scifStrict: false, commandTimeoutS: 900, timeoutMs: 1_200_000 });
   try {
-    const res = await runGuest({ socketPath, kernel, append: `${MIC_APPEND} vphi.timeout=900`, tests: Object.values(CMD), files: micGuestFiles(), memoryMiB: 512, timeoutMs: 1_200_000 });
+    const res = guest.run;
     // rma_<dir>_bytes=N MBps=X → Map "<dir> N" → MB/s
     const rates = (cmd: string) => {
       const m = new Map<string, number>();
@@ -318,12 +318,16 @@ async function benchRma(dir: string): Promise<void> {
     if (big.length) line(`   at 1 MiB and above: card ${fmtRate(Math.min(...big))} .. ${fmtRate(Math.max(...big))} (goal 6.5 GB/s)`);
     if (res.rc !== 0) line(`   (the guest reported failures: rc ${res.rc})`);
   } finally {
-    server.close();
+    guest.close();
   }
 }
 
-/** VPHI_BENCH_ONLY=rtt,copy,guest,scif,rma runs a subset (default: everything). */
-const ONLY = new Set((process.env.VPHI_BENCH_ONLY ?? 'rtt,copy,guest,scif,rma').split(','));
+/**
+ * `--only rtt,copy` (npm run bench -- --only rtt) or VPHI_BENCH_ONLY=rtt,copy,guest,scif,rma
+ * runs a subset (default: everything); --only wins.
+ */
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = new Set(((onlyArg >= 0 ? process.argv[onlyArg + 1] : undefined) ?? process.env.VPHI_BENCH_ONLY ?? 'rtt,copy,guest,scif,rma').split(','));
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vphi-bench-'));
@@ -344,14 +348,14 @@ async function main(): Promise<void> {
       line();
     }
     if (ONLY.has('guest') && existsSync(join(REPO_ROOT, 'guest-tests/vphi-dma.c'))) {
-      await benchGuest(dir);
+      await benchGuest();
       line();
     }
     if (ONLY.has('scif')) {
-      await benchScif(dir);
+      await benchScif();
       line();
     }
-    if (ONLY.has('rma')) await benchRma(dir);
+    if (ONLY.has('rma')) await benchRma();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,11 +10,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
-import { micGuestFiles } from '../src/guest/image.ts';
-import { startCard } from '../src/cli/serve.ts';
+import { micKernel } from '../src/qemu/kernel.ts';
 import { REPO_ROOT } from '../src/paths.ts';
-import { runGuest } from '../guest-tests/guest.ts';
+import { runMicGuest } from '../guest-tests/card-guest.ts';
 import { runMain } from './main.ts';
 
 const TESTS = [
@@ -32,15 +30,11 @@ async function main(): Promise<number> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'vphi-coverage-'));
   const trace = join(dir, 'run.trace');
-  const server = await startCard({ socketPath: join(dir, 'card.sock'), apertureSize: 512 << 20, verbose: false, trace }, () => {});
   try {
     process.stderr.write(`coverage-report: booting the MIC guest (${TESTS.length} commands) ...\n`);
-    let res;
-    try {
-      res = await runGuest({ socketPath: join(dir, 'card.sock'), kernel, append: `${MIC_APPEND} vphi.timeout=600 vphi.scif_strict=1`, tests: TESTS, files: micGuestFiles(), memoryMiB: 512, timeoutMs: 900_000 });
-    } finally {
-      server.close(); // and with it the trace, complete before it is read
-    }
+    const guest = await runMicGuest({ kernel, name: 'vphi-coverage', tests: TESTS, commandTimeoutS: 600, timeoutMs: 900_000, card: { trace } });
+    guest.close(); // and with it the trace, complete before it is read
+    const res = guest.run;
     if (res.rc !== 0) process.stderr.write(`coverage-report: the guest reported ${res.rc} failed command(s); the report is of what ran\n`);
     const report = execFileSync(join(REPO_ROOT, 'bin/vphi'), ['trace', trace, '--coverage'], { encoding: 'utf8', maxBuffer: 64 << 20 });
     const out = join(REPO_ROOT, 'docs/register-coverage.txt');

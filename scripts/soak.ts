@@ -9,13 +9,8 @@
  *   VPHI_SOAK_GIB (10)   how much to move
  *   MIC_GUEST_KERNEL     else ~/.cache/vphi/bzImage
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { MIC_APPEND, micKernel } from '../src/qemu/kernel.ts';
-import { micGuestFiles } from '../src/guest/image.ts';
-import { startCard } from '../src/cli/serve.ts';
-import { runGuest } from '../guest-tests/guest.ts';
+import { micKernel } from '../src/qemu/kernel.ts';
+import { runMicGuest } from '../guest-tests/card-guest.ts';
 import { runMain } from './main.ts';
 
 async function main(): Promise<number> {
@@ -27,28 +22,27 @@ async function main(): Promise<number> {
   const gib = Number(process.env.VPHI_SOAK_GIB ?? 10);
   if (!(gib > 0)) throw new Error(`VPHI_SOAK_GIB must be a positive number, got '${process.env.VPHI_SOAK_GIB}'`);
   const bytes = Math.round(gib * 2 ** 30);
-  const dir = mkdtempSync(join(tmpdir(), 'vphi-soak-'));
-  const socketPath = join(dir, 'card.sock');
-  const server = await startCard({ socketPath, apertureSize: 512 << 20, verbose: false }, (level, msg) => {
-    if (level !== 'info') process.stderr.write(`vphi: ${msg}\n`);
-  });
   const timeoutS = 600 + Math.ceil(bytes / 10e6); // well above the ~40 MB/s seen under TCG
   const cmd = `vphi-scif-rma soak --node 1 --soak-bytes ${bytes}`;
   process.stdout.write(`soak: ${gib} GiB of SCIF RMA against the card (${kernel})\n`);
   const t0 = Date.now();
-  try {
-    const res = await runGuest({
-      socketPath,
-      kernel,
-      append: `${MIC_APPEND} vphi.timeout=${timeoutS} vphi.scif_strict=1`,
-      tests: ['mic-scif-boot', cmd],
-      files: micGuestFiles(),
-      memoryMiB: 512,
-      timeoutMs: (timeoutS + 120) * 1000,
-      onLine: (l) => {
-        if (/soak:|not ok/.test(l)) process.stdout.write(`${l.trim()}\n`);
+  const guest = await runMicGuest({
+    kernel,
+    name: 'vphi-soak',
+    tests: ['mic-scif-boot', cmd],
+    commandTimeoutS: timeoutS,
+    timeoutMs: (timeoutS + 120) * 1000,
+    card: {
+      log: (level, msg) => {
+        if (level !== 'info') process.stderr.write(`vphi: ${msg}\n`);
       },
-    });
+    },
+    onLine: (l) => {
+      if (/soak:|not ok/.test(l)) process.stdout.write(`${l.trim()}\n`);
+    },
+  });
+  try {
+    const res = guest.run;
     const summary = res.lines.map((l) => /soak: transfers=(\d+) bytes=(\d+) mismatches=(\d+) failed=(\d+)/.exec(l)).find(Boolean);
     if (!summary) {
       process.stdout.write(`soak: no summary line (guest rc ${res.rc})\n`);
@@ -58,8 +52,7 @@ async function main(): Promise<number> {
     process.stdout.write(`soak: ${transfers} transfers, ${moved} bytes, ${mismatches} mismatches, ${failed} failed, ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
     return mismatches === 0 && failed === 0 && res.rc === 0 ? 0 : 1;
   } finally {
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
+    guest.close();
   }
 }
 

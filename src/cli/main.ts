@@ -204,7 +204,27 @@ const ctl = defineCommand({
   },
 });
 
-const COMMANDS: readonly Command[] = [serve, boot, trace, initramfs, ctl];
+const test = defineCommand({
+  name: 'test',
+  summary: 'run the guest test suites: boot each guest with the card, stream its KTAP, end with a summary',
+  options: {
+    kernel: { type: 'string', value: 'FILE', help: 'the MIC guest kernel (default: $MIC_GUEST_KERNEL, else ~/.cache/vphi/bzImage)' },
+    only: { type: 'string', multiple: true, value: 'NAME', help: 'only these suites (comma-separated or repeated; --list names them)' },
+    list: { type: 'boolean', help: 'list the suites and exit' },
+    ...HELP_OPTION,
+  },
+  notes:
+    'stdout: KTAP, a subtest per suite holding its guest\'s own KTAP; stderr: a progress line per\n' +
+    'guest command and the summary "N passed, N failed, N skipped". Exit status 0 only when\n' +
+    'nothing failed. Without a MIC kernel the MIC suites are skipped (SKIP: no MIC guest kernel);\n' +
+    'build one with scripts/build-guest-kernel. Each suite is one guest under TCG: minutes each.',
+  async run({ values }) {
+    const { runTests } = await import('./test.ts');
+    return runTests({ kernel: values.kernel, only: values.only, list: values.list });
+  },
+});
+
+const COMMANDS: readonly Command[] = [serve, boot, trace, initramfs, ctl, test];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
