@@ -20,6 +20,8 @@ import { x100Spec, type X100Card } from '../device/x100/card.ts';
 import type { FaultSpec } from '../device/x100/faults/spec.ts';
 import { cardServices } from '../device/x100/services/index.ts';
 import { runGuest, type GuestResult } from './guest.ts';
+import { PciFabric } from '../src/pci/fabric.ts';
+import { cardPath } from '../src/cli/options.ts';
 
 /** The card a guest runs against. */
 export interface GuestCard {
@@ -34,6 +36,8 @@ export interface GuestCard {
   faults?: FaultSpec[];
   /** The server's operational messages (default: none). */
   log?: ServerOptions['log'];
+  /** Cards on one PCIe fabric (default 1): mic0..micN-1, SCIF nodes 1..N; each gets these settings (trace: FILE, FILE.1, ...). */
+  count?: number;
 }
 
 export interface CardGuestOptions {
@@ -66,6 +70,8 @@ export interface CardGuest {
   run: GuestResult;
   /** The card the guest ran against (reset by the guest's detach at power-off, memory kept). */
   card: X100Card;
+  /** Every card (card.count of them; cards[0] is `card`). */
+  cards: X100Card[];
   /** Stop serving the card (closing its tracer) and remove the socket's directory. */
   close(): void;
 }
@@ -93,16 +99,26 @@ export async function runCardGuest(o: CardGuestOptions): Promise<CardGuest> {
   }
   const dir = mkdtempSync(join(tmpdir(), `${o.name}-`));
   const socketPath = join(dir, 'card.sock');
-  let server: DeviceServer<X100Card>;
+  const n = c.count ?? 1;
+  const fabric = n > 1 ? new PciFabric() : undefined;
+  const servers: DeviceServer<X100Card>[] = [];
   try {
-    server = new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: c.apertureSize ?? 0x2000_0000, services, faults: c.faults }), { socketPath, tracer, log: c.log });
+    for (let k = 0; k < n; k++) {
+      const kTracer = k === 0 ? tracer : c.trace ? createTracer(cardPath(c.trace, k)) : NULL_TRACER;
+      const kServices = k === 0 ? services : cardServices(c.services ?? 'all', { tracer: kTracer });
+      const log = c.log && n > 1 ? (level: 'info' | 'warn' | 'error', msg: string) => c.log!(level, `mic${k}: ${msg}`) : c.log;
+      servers.push(new DeviceServer(loadNativeBinding(), x100Spec({ apertureSize: c.apertureSize ?? 0x2000_0000, services: kServices, faults: c.faults }), { socketPath: cardPath(socketPath, k), tracer: kTracer, log, fabric }));
+    }
   } catch (e) {
+    for (const s of servers) s.close();
     tracer.close();
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+  const server = servers[0];
+  const cards = servers.map((s) => s.device);
   const close = () => {
-    server.close();
+    for (const s of servers) s.close();
     rmSync(dir, { recursive: true, force: true });
   };
   const online = process.env.VPHI_SCIF_ONLINE_TIMEOUT;
@@ -118,7 +134,7 @@ export async function runCardGuest(o: CardGuestOptions): Promise<CardGuest> {
   const lines: string[] = [];
   try {
     const run = await runGuest({
-      socketPath,
+      socketPaths: servers.map((_, k) => cardPath(socketPath, k)),
       kernel: o.kernel,
       append,
       tests: o.tests,
@@ -130,7 +146,7 @@ export async function runCardGuest(o: CardGuestOptions): Promise<CardGuest> {
         o.onLine?.(l, server.device);
       },
     });
-    return { run, card: server.device, close };
+    return { run, card: server.device, cards, close };
   } catch (e) {
     close();
     throw new Error(`${(e as Error).message}\n--- guest console (last ${TAIL} lines) ---\n${lines.slice(-TAIL).join('\n')}`, { cause: e });

@@ -28,6 +28,8 @@ export function testsParam(tests: string[]): string {
 
 export interface GuestRun {
   socketPath?: string;
+  /** Several cards: one socket each (instead of socketPath). */
+  socketPaths?: string[];
   /** Guest RAM (default 512). */
   memoryMiB?: number;
   /** Command lines to run in the guest, e.g. `vphi-probe all --bar0-size 0x20000000`. */
@@ -67,7 +69,7 @@ export async function runGuest(o: GuestRun): Promise<GuestResult> {
   const append = [testsParam(o.tests), o.append].filter(Boolean).join(' ');
   const t0 = Date.now();
   const q = startQemu(
-    { kernel, initrd, append, memoryMiB: o.memoryMiB ?? 512, socketPath: o.socketPath, extraArgs: o.extraArgs },
+    { kernel, initrd, append, memoryMiB: o.memoryMiB ?? 512, socketPath: o.socketPath, socketPaths: o.socketPaths, extraArgs: o.extraArgs },
     { onLine: o.onLine, timeoutMs: timeoutMs + 10_000 },
   );
   try {

@@ -18,6 +18,9 @@
  *   dial        the RMA agent (2003) DIALs a port this program listens on:
  *               accept, receive pattern(seed, n), close; reply status 0,
  *               value 0 (nothing came back)
+ *   dial-peer   (not in all; several cards) the agent on --node DIALs the
+ *               echo port of card --peer: value = CRC32 of pattern(seed, n),
+ *               echoed back card to card
  *   many        --conns echo connections at once, all streaming together
  *   close-host  close echo, sink, source and agent connections mid-stream;
  *               the services keep working for new connections
@@ -49,7 +52,7 @@
  * connection; SIGTERM ends them all.
  *
  * Options (NUM is C syntax; each also from VPHI_<NAME>, e.g. VPHI_NODE):
- *   --node N --nodes N --seed N --rounds N --max-size NUM --conns N
+ *   --node N --peer N --nodes N --seed N --rounds N --max-size NUM --conns N
  *   --conn-size NUM --echo-port P --sink-port P --source-port P --rma-port P
  *   --refused-port P --listen-port P --dial-size NUM --timeout-ms N
  *   --rtt-iters N --stream-kib N --cycles N --how reset|shutdown --no-hold
@@ -88,12 +91,13 @@
 #define RECV_CHUNK (64 * KiB)
 
 static struct {
-	int node, nodes, rounds, conns, timeout_ms, rtt_iters, cycles, hold, state_timeout, strict;
+	int node, peer, nodes, rounds, conns, timeout_ms, rtt_iters, cycles, hold, state_timeout, strict;
 	unsigned long seed, max_size, conn_size, dial_size, stream_kib;
 	int echo_port, sink_port, source_port, rma_port, refused_port, listen_port;
 	char how[VG_STR_LEN];
 } o = {
 	.node = 1,
+	.peer = 2,
 	.rounds = 10,
 	.conns = 32,
 	.timeout_ms = 20000,
@@ -117,6 +121,7 @@ static struct {
 
 static const struct vg_opt optdefs[] = {
 	{ "node", VG_INT, &o.node },
+	{ "peer", VG_INT, &o.peer },
 	{ "nodes", VG_INT, &o.nodes },
 	{ "seed", VG_ULONG, &o.seed },
 	{ "rounds", VG_INT, &o.rounds },
@@ -627,6 +632,28 @@ static int t_dial(void)
 	}
 	close_fd(afd);
 	close_fd(lfd);
+	return ok;
+}
+
+/* The agent on --node connects to card --peer's echo and sends it pattern(seed, n): all must come back. */
+static int t_dial_peer(void)
+{
+	size_t n = o.dial_size;
+	uint32_t seed = (uint32_t)rng();
+	uint64_t tag = 0xd1a10000 | (rng() & 0xffff);
+	int afd = ep_dial(o.node, o.rma_port);
+	if (afd < 0)
+		return 0;
+	uint8_t req[AGENT_REQ];
+	agent_req(req, OP_DIAL, 0, (uint64_t)o.echo_port, n, seed, (uint64_t)o.peer, tag);
+	uint8_t *want = xmalloc(n);
+	pattern_fill(seed, want, n);
+	uint32_t crc = crc32(want, n);
+	free(want);
+	ktap_diag("node %d DIALs node %d port %d with %zu bytes, seed %u: expecting CRC32 0x%08x back", o.node, o.peer,
+		  o.echo_port, n, seed, crc);
+	int ok = xfer1(afd, req, sizeof(req), NULL, 0, "DIAL request") && agent_reply(afd, tag, crc);
+	close(afd);
 	return ok;
 }
 
@@ -1224,6 +1251,7 @@ enum {
 	G_RTT = 1 << 9,
 	G_STREAM = 1 << 10,
 	G_SELFTEST = 1 << 11,
+	G_DIAL_PEER = 1 << 12,
 	G_ALL = (1 << 9) - 1,
 	G_BENCH = G_RTT | G_STREAM,
 };
@@ -1232,7 +1260,7 @@ static const struct vg_group words[] = {
 	{ "all", G_ALL },		{ "nodeids", G_NODEIDS }, { "echo", G_ECHO },	  { "sink", G_SINK },
 	{ "source", G_SOURCE },		{ "refused", G_REFUSED }, { "dial", G_DIAL },	  { "many", G_MANY },
 	{ "close-host", G_CLOSE_HOST }, { "close-card", G_CLOSE_CARD }, { "bench", G_BENCH }, { "rtt", G_RTT },
-	{ "stream", G_STREAM },		{ "selftest", G_SELFTEST }, { 0 },
+	{ "stream", G_STREAM },		{ "selftest", G_SELFTEST }, { "dial-peer", G_DIAL_PEER }, { 0 },
 };
 
 static const struct {
@@ -1246,6 +1274,7 @@ static const struct {
 	{ G_MANY, "many", t_many },		 { G_CLOSE_HOST, "close-host", t_close_host },
 	{ G_CLOSE_CARD, "close-card", t_close_card }, { G_RTT, "rtt", t_rtt },
 	{ G_STREAM, "stream", t_stream },	 { G_SELFTEST, "selftest", t_selftest },
+	{ G_DIAL_PEER, "dial-peer", t_dial_peer },
 };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
 
@@ -1262,7 +1291,7 @@ int main(int argc, char **argv)
 		argc--;
 	}
 	int groups = vg_options(optdefs, words, help, argc, argv);
-	if (o.node < 0 || o.node > 128 || o.rounds < 2 || o.max_size < 1 || o.max_size > 64 * MiB || o.conns < 1 ||
+	if (o.node < 0 || o.node > 128 || o.peer < 1 || o.peer > 128 || o.rounds < 2 || o.max_size < 1 || o.max_size > 64 * MiB || o.conns < 1 ||
 	    o.conns > 512 || o.conn_size < 2 || o.dial_size < 1 || o.timeout_ms < 1)
 		vg_usage_exit("an option is out of range (--node 0..128, --rounds >= 2, --max-size 1..64 MiB, --conns 1..512)");
 	rng_state = o.seed * 0x9e3779b97f4a7c15ULL + 1;

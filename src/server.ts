@@ -12,6 +12,7 @@ import { REGION, type Binding, type ContextOptions, type NativeContext } from '.
 import { HostMemory } from './dma/host-memory.ts';
 import { InterruptDelivery } from './irq/delivery.ts';
 import { type CapLocation, configName, parseRegionLog, walkCapabilities } from './pci/config-names.ts';
+import { type FabricPort, type PciFabric, type PeerBus, peerBus } from './pci/fabric.ts';
 import type { RegisterFile } from './regs/file.ts';
 import { type Tracer, NULL_TRACER } from './trace/tracer.ts';
 
@@ -27,6 +28,8 @@ export interface DeviceEnv {
   schedule(fn: () => void): void;
   /** Run `fn` after `ms` milliseconds; returns a cancel function. */
   after(ms: number, fn: () => void): () => void;
+  /** Other devices' BARs on the host's PCIe fabric (peer-to-peer), if this device is on one. */
+  peers?: PeerBus;
 }
 
 export interface DeviceModel {
@@ -47,6 +50,8 @@ export interface ServerOptions {
   tracer?: Tracer;
   /** Operational messages (connection, refusals, libvfio-user errors). */
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** The PCIe fabric shared with the other devices of this process (several cards). */
+  fabric?: PciFabric;
 }
 
 const LOG_ERR = 3;
@@ -72,6 +77,7 @@ export class DeviceServer<D extends DeviceModel> {
     // Callbacks fire only once a client attaches, after the constructor has
     // set this.irq and this.device.
     const { create, ...options } = spec;
+    const sizes = new Map(spec.regions.map((r) => [r.index, r.size]));
     this.ctx = binding.createContext(
       { ...options, socketPath: opts.socketPath },
       {
@@ -139,7 +145,23 @@ export class DeviceServer<D extends DeviceModel> {
     const msix = this.caps.find((c) => c.id === 0x11);
     this.irq = new InterruptDelivery(this.ctx, spec.msix.vectors, msix ? msix.offset : 0, this.tracer);
     if (t.enabled) this.ctx.setLogLevel(LOG_DEBUG);
+    let peers: PeerBus | undefined;
+    if (opts.fabric) {
+      const port: FabricPort = {
+        barBase: (i) => this.barBase(i),
+        barSize: (i) => sizes.get(i) ?? 0,
+        barMemory: (i) => (spec.regions.some((r) => r.index === i && r.kind === 'memfd') ? this.ctx.regionMemory(i) : null),
+        barAccess: (i, offset, buf, len, isWrite) => {
+          const f = this.files[i];
+          if (f) f.access(offset, buf, len, isWrite);
+          else if (!isWrite) buf.fill(0, 0, len);
+        },
+      };
+      this.closers.push(opts.fabric.attach(port));
+      peers = peerBus(opts.fabric, port);
+    }
     this.device = create({
+      peers,
       regionMemory: (i) => this.ctx.regionMemory(i),
       host: this.host,
       irq: this.irq,
@@ -157,15 +179,23 @@ export class DeviceServer<D extends DeviceModel> {
     }
   }
 
+  /** Bus address of memory BAR `index` as the guest programmed it (0n: unassigned, or an I/O BAR). */
+  barBase(index: number): bigint {
+    if (index < 0 || index > 5) return 0n;
+    const lo = this.ctx.readConfig(0x10 + 4 * index, 4);
+    if (lo & 1) return 0n;
+    const is64 = ((lo >>> 1) & 3) === 2;
+    return BigInt((lo & ~0xf) >>> 0) | (is64 && index < 5 ? BigInt(this.ctx.readConfig(0x14 + 4 * index, 4)) << 32n : 0n);
+  }
+
   /** The index of our own memory BAR that starts at `iova`, or -1. */
   private ownBarAt(iova: bigint): number {
     for (let i = 0; i < 6; i++) {
       const lo = this.ctx.readConfig(0x10 + 4 * i, 4);
       if (lo & 1) continue; // I/O BAR
-      const is64 = ((lo >>> 1) & 3) === 2;
-      const base = BigInt((lo & ~0xf) >>> 0) | (is64 && i < 5 ? BigInt(this.ctx.readConfig(0x14 + 4 * i, 4)) << 32n : 0n);
+      const base = this.barBase(i);
       if (base !== 0n && base === iova) return i;
-      if (is64) i++;
+      if (((lo >>> 1) & 3) === 2) i++;
     }
     return -1;
   }

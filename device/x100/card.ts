@@ -111,7 +111,7 @@ export class X100Card implements DeviceModel {
     this.bar4 = new RegisterFile('bar4', MMIO_BAR, MMIO_BAR_SIZE, BAR4_BLOCKS, env.tracer);
     this.registerFiles = new Map([[MMIO_BAR, this.bar4]]);
     this.smpt = new Smpt(this.bar4);
-    this.mem = new CardAddressSpace(this.aperture, this.smpt, env.host);
+    this.mem = new CardAddressSpace(this.aperture, this.smpt, env.host, env.peers);
     this.faults = new CardFaults({ tracer: env.tracer, after: (ms, fn) => env.after(ms, fn), crash: (why) => this.crash(why) });
     this.intc = new InterruptController(this.bar4, env.irq, env.tracer, this.faults);
     this.dma = new DmaEngine({

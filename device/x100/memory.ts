@@ -2,7 +2,9 @@
  * The card's physical address space (mic_x100_smpt_set(), mic_to_dma_addr()), as seen by
  * the DMA engine and the card model:
  *   0 .. aperture-1                 card GDDR (the BAR0 memfd)
- *   0x80_0000_0000 .. +512 GiB      host memory through the SMPT
+ *   0x80_0000_0000 .. +512 GiB      host memory through the SMPT; a host
+ *                                   address in another card's BAR reaches
+ *                                   that card (peer-to-peer, PciFabric)
  * Anything else (including the card's own MMIO view) is an error for DMA.
  * Ranges that cross a 16 GiB SMPT page are split, each part translated by
  * its own entry. Copies are single TypedArray.set()s between mapped views:
@@ -10,6 +12,7 @@
  */
 import { HostMemoryError, type HostMemory } from '../../src/dma/host-memory.ts';
 import { Smpt } from './smpt/smpt.ts';
+import type { PeerBus } from '../../src/pci/fabric.ts';
 
 export class CardAddressError extends Error {
   constructor(
@@ -36,6 +39,8 @@ export class CardAddressSpace {
     readonly aperture: Buffer,
     readonly smpt: Smpt,
     readonly host: HostMemory,
+    /** Other cards' BARs (several cards in one process); absent for a lone card. */
+    readonly peers?: PeerBus,
   ) {
     this.apertureSize = BigInt(aperture.byteLength);
   }
@@ -59,6 +64,12 @@ export class CardAddressSpace {
     while (a < end) {
       const n = Number(Smpt.bytesToPageEnd(a) < end - a ? Smpt.bytesToPageEnd(a) : end - a);
       const hostAddr = this.smpt.translate(a);
+      const peer = this.peers?.view(hostAddr, n);
+      if (peer) {
+        out.push({ addr: a, view: peer });
+        a += BigInt(n);
+        continue;
+      }
       try {
         out.push({ addr: a, view: this.host.view(hostAddr, n, write) });
       } catch (e) {
@@ -77,6 +88,18 @@ export class CardAddressSpace {
     const s = this.segments(addr, len, write);
     if (s.length !== 1) throw new CardAddressError(`card address ${hex(addr)}+${len} crosses an SMPT page`, addr);
     return s[0].view;
+  }
+
+  /**
+   * A 32-bit MMIO access through the system window to a peer card's
+   * trapped BAR (mic_send_p2p_intr() rings a peer's doorbell this way).
+   */
+  mmio32(addr: bigint, value: number, isWrite: boolean): number {
+    if (!Smpt.inWindow(addr) || !Smpt.inWindow(addr + 3n)) throw new CardAddressError(`MMIO at card address ${hex(addr)} is outside the system window`, addr);
+    const hostAddr = this.smpt.translate(addr);
+    const r = this.peers?.access32(hostAddr, value, isWrite);
+    if (!r?.ok) throw new CardAddressError(`card address ${hex(addr)} (SMPT${Smpt.entryOf(addr)} → host ${hex(hostAddr)}) is no peer card's registers`, addr);
+    return r.value;
   }
 
   /** Copy `len` bytes from card address `src` to card address `dst`. */

@@ -11,6 +11,7 @@ import { InterruptDelivery } from '../../src/irq/delivery.ts';
 import type { DeviceEnv } from '../../src/server.ts';
 import { FakeClock } from '../../src/testing/fake-clock.ts';
 import { memoryTracer } from '../../src/trace/tracer.ts';
+import type { PeerBus } from '../../src/pci/fabric.ts';
 import { X100Card, type X100Options, x100Spec } from './card.ts';
 import { APER_BAR } from './pci/identity.ts';
 
@@ -32,6 +33,8 @@ export class FakeEnv implements DeviceEnv {
   readonly irq: InterruptDelivery;
   readonly schedule = this.clock.schedule;
   readonly after = this.clock.after;
+  /** Other cards on a PciFabric (set before the card is made). */
+  peers?: PeerBus;
 
   constructor(apertureSize = 4 << 20) {
     const { create: _create, ...options } = x100Spec({ apertureSize });
@@ -110,8 +113,9 @@ export class FakeEnv implements DeviceEnv {
 }
 
 /** A card on a fake environment, with BAR4 accessors named like the driver's. */
-export function makeCard(opts: X100Options & { apertureSize?: number } = {}) {
+export function makeCard(opts: X100Options & { apertureSize?: number } = {}, beforeCard?: (env: FakeEnv) => void) {
   const env = new FakeEnv(opts.apertureSize);
+  beforeCard?.(env);
   const card = new X100Card(env, opts);
   const r = (off: number) => card.bar4.read(off, 4);
   const w = (off: number, v: number) => card.bar4.write(off, 4, v);

@@ -14,7 +14,8 @@ import { buildGuestInitramfs, micGuestFiles } from '../guest/image.ts';
 import { debianKernel, MIC_APPEND } from '../qemu/kernel.ts';
 import { UsageError } from './args.ts';
 import type { CardSettings } from './options.ts';
-import { startCard, stderrLogger } from './serve.ts';
+import { startCards, stderrLogger } from './serve.ts';
+import { cardPath } from './options.ts';
 
 export interface BootOptions extends CardSettings {
   kernel?: string;
@@ -33,17 +34,20 @@ export async function boot(o: BootOptions): Promise<number> {
   const initrd = o.initrd ?? (await buildGuestInitramfs([], micGuestFiles()));
   const dir = o.socketPath ? null : mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'vphi-'));
   const socketPath = o.socketPath ?? join(dir as string, 'card.sock');
-  let server;
+  let servers;
   try {
-    server = await startCard({ ...o, socketPath }, log);
+    servers = await startCards({ ...o, socketPath }, log);
   } catch (e) {
     if (dir) rmSync(dir, { recursive: true, force: true });
     throw e;
   }
   // Harmless on a kernel without the MIC stack; required on one with it built in.
   const append = [MIC_APPEND, o.append].filter(Boolean).join(' ');
-  const args = qemuArgs({ kernel, initrd, append, memoryMiB: o.memoryMiB ?? 512, socketPath });
-  process.stderr.write(`vphi: booting ${kernel} with the card on ${socketPath}${o.trace ? `, tracing to ${o.trace}` : ''}\n`);
+  const socketPaths = servers.map((_, k) => cardPath(socketPath, k));
+  const args = qemuArgs({ kernel, initrd, append, memoryMiB: o.memoryMiB ?? 512, socketPaths });
+  process.stderr.write(
+    `vphi: booting ${kernel} with ${servers.length > 1 ? `${servers.length} cards on ${socketPaths.join(', ')}` : `the card on ${socketPath}`}${o.trace ? `, tracing to ${o.trace}${servers.length > 1 ? ' (.1, .2, ... for the others)' : ''}` : ''}\n`,
+  );
   const qemu = spawn(qemuBinary(), args, { stdio: 'inherit' });
   const code = await new Promise<number>((resolve) => {
     qemu.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
@@ -55,7 +59,7 @@ export async function boot(o: BootOptions): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  server.close();
+  for (const s of servers) s.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
   if (o.trace) process.stderr.write(`vphi: trace written to ${o.trace} (read it with: vphi trace ${o.trace})\n`);
   return code;

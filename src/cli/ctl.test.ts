@@ -80,4 +80,25 @@ describe('vphi serve --fault and vphi ctl', () => {
     }
     expect(existsSync(`${sock}.ctl`), 'the control socket goes with the card').toBe(false);
   });
+
+  it.runIf(nativeAvailable())('serve --cards 2: two cards, each on its own socket with its own control socket', { timeout: 60_000 }, async () => {
+    const sock = join(dir, 'cards.sock');
+    let stderr = '';
+    const serve: ChildProcess = spawn(VPHI, ['serve', '--socket-path', sock, '--cards', '2', '--services', 'none'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    serve.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      await waitFor(() => (stderr.match(/control socket/g) ?? []).length === 2);
+      expect(stderr).toContain(`serving mic0, an Intel Xeon Phi x100 (8086:225c) on ${sock}, control socket ${sock}.ctl`);
+      expect(stderr).toContain(`serving mic1, an Intel Xeon Phi x100 (8086:225c) on ${sock}.1, control socket ${sock}.1.ctl`);
+      for (const p of [sock, `${sock}.1`]) {
+        const st = vphi('ctl', '--socket-path', p, 'status');
+        expect(st.status, st.stderr).toBe(0);
+        expect(JSON.parse(st.stdout).boot.state).toBe('ready');
+      }
+    } finally {
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.once('exit', r));
+    }
+    for (const p of [sock, `${sock}.1`, `${sock}.ctl`, `${sock}.1.ctl`]) expect(existsSync(p), p).toBe(false);
+  });
 });

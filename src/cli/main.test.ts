@@ -33,7 +33,7 @@ describe('the vphi command line', () => {
   });
 
   it('answers a bad argument with one clear line and status 2', { timeout: 60_000 }, () => {
-    for (const args of [['serve'], ['serve', '--socket-path', '/tmp/x', '--fd', '3'], ['boot', '--aperture', '3M'], ['frob'], ['trace', '/nonexistent'], ['serve', '--bogus'], ['boot', '--memory'], ['initramfs'], ['help', 'frob'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--services', 'echo,bogus'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--service', '/nonexistent.ts']]) {
+    for (const args of [['serve'], ['serve', '--socket-path', '/tmp/x', '--fd', '3'], ['boot', '--aperture', '3M'], ['frob'], ['trace', '/nonexistent'], ['serve', '--bogus'], ['boot', '--memory'], ['initramfs'], ['help', 'frob'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--services', 'echo,bogus'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--service', '/nonexistent.ts'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--cards', '9'], ['serve', '--socket-path', '/tmp/vphi-x.sock', '--cards', '0'], ['serve', '--fd', '3', '--cards', '2'], ['boot', '--cards', 'two']]) {
       const r = vphi(...args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);

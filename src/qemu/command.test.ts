@@ -59,6 +59,17 @@ describe('qemuArgs', () => {
     });
   });
 
+  it('puts several cards each behind its own root port (--cards)', () => {
+    const a = qemuArgs({ ...base, socketPaths: ['/run/vphi/card.sock', '/run/vphi/card.sock.1'] });
+    const devices = values(a, '-device');
+    expect(devices).toEqual([
+      'pcie-root-port,id=rp0,bus=pcie.0,chassis=1',
+      JSON.stringify({ driver: 'vfio-user-pci', socket: { type: 'unix', path: '/run/vphi/card.sock' }, bus: 'rp0' }),
+      'pcie-root-port,id=rp1,bus=pcie.0,chassis=2',
+      JSON.stringify({ driver: 'vfio-user-pci', socket: { type: 'unix', path: '/run/vphi/card.sock.1' }, bus: 'rp1' }),
+    ]);
+  });
+
   it('escapes awkward socket paths through JSON', () => {
     const path = '/tmp/a "b",c/card.sock';
     const dev = values(qemuArgs({ ...base, socketPath: path }), '-device')[1];

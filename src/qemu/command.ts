@@ -19,6 +19,8 @@ export interface GuestOptions {
   memoryMiB: number;
   /** The card's vfio-user socket; no card when absent (QEMU cannot start without a listening socket). */
   socketPath?: string;
+  /** Several cards: one vfio-user socket each, each behind its own root port (instead of socketPath). */
+  socketPaths?: string[];
   /** vCPUs (default 1). */
   smp?: number;
   /** Appended verbatim, last. */
@@ -61,8 +63,13 @@ export function qemuArgs(o: GuestOptions): string[] {
   ];
   if (o.initrd) args.push('-initrd', o.initrd);
   args.push('-append', append);
-  args.push('-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=1');
-  if (o.socketPath) args.push('-device', cardDeviceJson(o.socketPath));
+  const cards = o.socketPaths ?? (o.socketPath ? [o.socketPath] : []);
+  if (cards.length <= 1) {
+    args.push('-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=1');
+    if (cards.length) args.push('-device', cardDeviceJson(cards[0]));
+  } else {
+    cards.forEach((path, k) => args.push('-device', `pcie-root-port,id=rp${k},bus=pcie.0,chassis=${k + 1}`, '-device', cardDeviceJson(path, `rp${k}`)));
+  }
   if (o.extraArgs) args.push(...o.extraArgs);
   return args;
 }

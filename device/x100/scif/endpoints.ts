@@ -38,6 +38,8 @@ interface EpQp {
   /** Card → host: the host's ring, once mapped. */
   outbound: ScifRb | null;
   hostQp: bigint;
+  /** Added to cardQp in what the peer is told (its view of our memory). */
+  base: bigint;
 }
 
 class Mutex {
@@ -240,7 +242,7 @@ export class Endpoints {
       get self() {
         return eps.node.nodeId;
       },
-      nodeIds: () => (eps.node.peerAlive ? [SCIF_MGMT_NODE, eps.node.nodeId] : [eps.node.nodeId]),
+      nodeIds: () => eps.node.nodeIds(),
       open: () => eps.open(),
       allocBuffer: (len) => eps.allocBuffer(len),
     };
@@ -329,10 +331,27 @@ export class Endpoints {
     }
   }
 
+  /**
+   * P2P peer `node` went away (scif_cleanup_scifdev() → scif_invalidate_ep()):
+   * its connections become DISCONNECTED; nothing more is written to it.
+   */
+  peerGone(node: number): void {
+    for (const ep of this.byHandle.values()) {
+      if (ep.peer?.node !== node) continue;
+      if (ep.state === 'CONNECTED' || ep.state === 'MAPPING' || ep.state === 'CONNECTING' || ep.state === 'CLOSING') ep.state = 'DISCONNECTED';
+      if (ep.qp) ep.qp.outbound = null;
+      ep.wq.wake();
+    }
+  }
+
   // ---- queue pairs ----
 
-  /** A zeroed card endpoint qp with SCIFEP_MAGIC and a 4 KiB inbound ring (scif_setup_qp_connect()). */
-  private allocQp(): EpQp {
+  /**
+   * A zeroed card endpoint qp with SCIFEP_MAGIC and a 4 KiB inbound ring
+   * (scif_setup_qp_connect()); local_buf carries the base address a P2P
+   * peer reaches us at (scif_map_single()).
+   */
+  private allocQp(peerNode: number): EpQp {
     const a = this.node.alloc;
     const cardQp = a.alloc(SCIF_QP_RESERVE);
     let ring: bigint;
@@ -344,9 +363,10 @@ export class Endpoints {
     }
     this.mem.writeU64(cardQp + BigInt(QP.magic), SCIFEP_MAGIC);
     writeU32(this.mem, cardQp + BigInt(QP['inbound_q.size']), SCIF_ENDPT_QP_SIZE);
-    this.mem.writeU64(cardQp + BigInt(QP.local_buf), ring);
+    const base = this.node.baseFor(peerNode);
+    this.mem.writeU64(cardQp + BigInt(QP.local_buf), ring + base);
     const inbound = new ScifRb(this.mem, ring, SCIF_ENDPT_QP_SIZE, null, cardQp + BigInt(QP.local_write), { read: 0, write: 0 });
-    return { session: this.session, cardQp, ring, inbound, outbound: null, hostQp: 0n };
+    return { session: this.session, cardQp, ring, inbound, outbound: null, hostQp: 0n, base };
   }
 
   private freeQp(ep: CardEndpoint): void {
@@ -408,7 +428,7 @@ export class Endpoints {
     cep.state = 'CONNECTING';
     cep.remoteEp = req.payload[0];
     const host = this.peekHostQp(req.payload[1]);
-    if (typeof host === 'string' || !this.node.peerAlive) {
+    if (typeof host === 'string' || !this.node.alive(peer.node)) {
       this.trace({ action: 'reject', port: lep.port.port, reason: 'host endpoint qp unusable at accept' });
       this.reject(req);
       this.drop(cep);
@@ -416,7 +436,7 @@ export class Endpoints {
     }
     let qp: EpQp;
     try {
-      qp = this.allocQp();
+      qp = this.allocQp(peer.node);
     } catch (e) {
       if (!(e instanceof CardMemoryError)) throw e;
       this.trace({ action: 'reject', port: lep.port.port, reason: e.message });
@@ -434,22 +454,22 @@ export class Endpoints {
     cep.qp = qp;
     cep.port = { node: this.node.nodeId, port: lep.port.port };
     cep.peer = peer;
-    const gnt = newMsg(SCIF.CNCT_GNT, { src: cep.port, dst: peer, payload: [cep.remoteEp, qp.cardQp, cep.handle, 0n] });
+    const gnt = newMsg(SCIF.CNCT_GNT, { src: cep.port, dst: peer, payload: [cep.remoteEp, qp.cardQp + qp.base, cep.handle, 0n] });
     if (!this.node.sendMsg(gnt)) {
       this.drop(cep);
       return null;
     }
     // Wait for GNTACK / GNTNACK in 3 s slices while the node is alive.
     for (;;) {
-      const done = await cep.wq.wait(() => cep.state !== 'CONNECTING' || !this.node.peerAlive, SCIF_NODE_ACCEPT_TIMEOUT_MS);
-      if (done || !this.node.peerAlive) break;
+      const done = await cep.wq.wait(() => cep.state !== 'CONNECTING' || !this.node.alive(peer.node), SCIF_NODE_ACCEPT_TIMEOUT_MS);
+      if (done || !this.node.alive(peer.node)) break;
     }
     if ((cep.state as EpState) === 'CONNECTED') {
       this.ports.get(cep.port.port);
       return { ep: cep, peer };
     }
     this.drop(cep);
-    if (!this.node.peerAlive) throw new ScifError('ENODEV', 'node 0 went away during accept');
+    if (!this.node.alive(peer.node)) throw new ScifError('ENODEV', `node ${peer.node} went away during accept`);
     return null;
   }
 
@@ -484,7 +504,7 @@ export class Endpoints {
   // ---- card connects to a host port (scif_conn_func()) ----
 
   async connect(ep: CardEndpoint, dst: ScifPortId): Promise<ScifPortId> {
-    if (dst.node !== SCIF_MGMT_NODE || !this.node.peerAlive) throw new ScifError('ENODEV', `node ${dst.node} is not reachable`);
+    if (dst.node === this.node.nodeId || !this.node.alive(dst.node)) throw new ScifError('ENODEV', `node ${dst.node} is not reachable`);
     switch (ep.state) {
       case 'ZOMBIE': case 'CLOSING': case 'DISCONNECTED':
         throw new ScifError('EINVAL', `connect in state ${ep.state}`);
@@ -504,33 +524,33 @@ export class Endpoints {
     }
     let qp: EpQp;
     try {
-      qp = this.allocQp();
+      qp = this.allocQp(dst.node);
     } catch (e) {
       if (e instanceof CardMemoryError) throw new ScifError('ENOMEM', e.message);
       throw e;
     }
     ep.qp = qp;
     ep.state = 'CONNECTING';
-    const req = newMsg(SCIF.CNCT_REQ, { src: { ...ep.port }, dst: { ...dst }, payload: [ep.handle, qp.cardQp, 0n, 0n] });
+    const req = newMsg(SCIF.CNCT_REQ, { src: { ...ep.port }, dst: { ...dst }, payload: [ep.handle, qp.cardQp + qp.base, 0n, 0n] });
     if (!this.node.sendMsg(req)) {
       this.freeQp(ep);
       ep.state = 'BOUND';
-      throw new ScifError('ENODEV', 'node 0 went away');
+      throw new ScifError('ENODEV', `node ${dst.node} went away`);
     }
-    const answered = await ep.wq.wait(() => ep.state !== 'CONNECTING' || !this.node.peerAlive || ep.dead, SCIF_NODE_ALIVE_TIMEOUT_MS);
+    const answered = await ep.wq.wait(() => ep.state !== 'CONNECTING' || !this.node.alive(dst.node) || ep.dead, SCIF_NODE_ALIVE_TIMEOUT_MS);
     if (ep.dead) throw new ScifError('ECONNRESET', 'node reset during connect');
     if (!answered && ep.state === 'CONNECTING') ep.state = 'BOUND';
-    if (!this.node.peerAlive) {
+    if (!this.node.alive(dst.node)) {
       this.freeQp(ep);
       if ((ep.state as EpState) !== 'CLOSING') ep.state = 'BOUND';
-      throw new ScifError('ENODEV', 'node 0 went away during connect');
+      throw new ScifError('ENODEV', `node ${dst.node} went away during connect`);
     }
     if ((ep.state as EpState) === 'MAPPING') {
       // scif_setup_qp_connect_response() on the host's endpoint qp.
       const hostQp = ep.gntPld;
       const host = this.peekHostQp(hostQp);
       if (typeof host === 'string') {
-        this.node.sendMsg(newMsg(SCIF.CNCT_GNTNACK, { src: { ...ep.port }, dst: { ...dst }, payload: [ep.remoteEp, qp.cardQp, 0n, 0n] }));
+        this.node.sendMsg(newMsg(SCIF.CNCT_GNTNACK, { src: { ...ep.port }, dst: { ...dst }, payload: [ep.remoteEp, qp.cardQp + qp.base, 0n, 0n] }));
         this.freeQp(ep);
         ep.state = 'BOUND';
         throw new ScifError('ENODEV', `host endpoint qp ${hex(hostQp)} unusable`);
@@ -540,7 +560,7 @@ export class Endpoints {
       writeU32(this.mem, hostQp + BigInt(QP.local_read), qp.inbound.currentReadOffset);
       qp.inbound.readPtr = hostQp + BigInt(QP.local_read);
       qp.hostQp = hostQp;
-      this.node.sendMsg(newMsg(SCIF.CNCT_GNTACK, { src: { ...ep.port }, dst: { ...dst }, payload: [ep.remoteEp, qp.cardQp, 0n, 0n] }));
+      this.node.sendMsg(newMsg(SCIF.CNCT_GNTACK, { src: { ...ep.port }, dst: { ...dst }, payload: [ep.remoteEp, qp.cardQp + qp.base, 0n, 0n] }));
       ep.state = 'CONNECTED';
       return { ...ep.port };
     }
@@ -610,11 +630,12 @@ export class Endpoints {
     const was = ep.state;
     ep.state = 'CLOSING';
     ep.wq.wake();
-    if ((was === 'CONNECTED' || was === 'MAPPING') && this.node.peerAlive && !ep.dead && ep.peer) {
+    if ((was === 'CONNECTED' || was === 'MAPPING') && ep.peer && this.node.alive(ep.peer.node) && !ep.dead) {
       // scif_disconnect_ep(): DISCNCT, then ≤ 30 s for DISCNT_ACK.
       ep.discon = false;
       const sent = this.node.sendMsg(newMsg(SCIF.DISCNCT, { src: { ...ep.port }, dst: { ...ep.peer }, payload: [ep.handle, ep.remoteEp, 0n, 0n] }));
-      if (sent) await ep.wq.wait(() => ep.discon || !this.node.peerAlive || ep.dead, SCIF_NODE_ALIVE_TIMEOUT_MS);
+      const peer = ep.peer.node;
+      if (sent) await ep.wq.wait(() => ep.discon || !this.node.alive(peer) || ep.dead, SCIF_NODE_ALIVE_TIMEOUT_MS);
     } else if (old === 'LISTENING') {
       // Reject every queued request; a waiting accept wakes with EINTR.
       for (const req of ep.conreqs.splice(0)) this.reject(req);

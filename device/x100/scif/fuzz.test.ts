@@ -113,9 +113,9 @@ describe('bad input from the host', () => {
     const h = await up();
     h.paused = true;
     let sent = 0;
-    // 1600 NODE_ADDs, each answered by a NACK: more than the 64 KiB host ring holds (1489).
+    // 1600 NODE_ADDs naming node 0 as the peer, each answered by a NACK: more than the 64 KiB host ring holds (1489).
     while (sent < 1600) {
-      while (sent < 1600 && h.nodeqpSendRaw(encodeMsg(newMsg(SCIF.NODE_ADD, { src: { node: 2, port: 0 }, dst: { node: 1, port: 0 } })))) sent++;
+      while (sent < 1600 && h.nodeqpSendRaw(encodeMsg(newMsg(SCIF.NODE_ADD, { src: { node: 0, port: 0 }, dst: { node: 1, port: 0 } })))) sent++;
       await h.settle();
     }
     expect(h.card.scif.queued).toBeGreaterThan(100);

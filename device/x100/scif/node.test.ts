@@ -108,13 +108,22 @@ describe('SCIF node bring-up', () => {
     expect(h.card.scif.state).toBe('exited');
   });
 
-  it('answers NODE_ADD with NODE_ADD_NACK and NODE_REMOVE with NODE_REMOVE_ACK', async () => {
+  it('answers NODE_ADD with NODE_ADD_ACK (its qp for the peer + base_addr, its doorbell), one naming itself with NACK, and NODE_REMOVE with NODE_REMOVE_ACK', async () => {
     const h = new LinuxScifHost();
     await h.bringUp();
-    h.nodeqpSend({ src: { node: 2, port: 0 }, dst: { node: 1, port: 0 }, uop: SCIF.NODE_ADD, payload: [1n, 2n, 3n, 4n] });
+    h.nodeqpSend({ src: { node: 2, port: 0 }, dst: { node: 1, port: 0 }, uop: SCIF.NODE_ADD, payload: [0x1000_0000n, 2n, 3n, 4n] });
+    h.nodeqpSend({ src: { node: 1, port: 0 }, dst: { node: 1, port: 0 }, uop: SCIF.NODE_ADD, payload: [1n, 2n, 3n, 4n] });
     h.nodeqpSend({ src: { node: 0, port: 0 }, dst: { node: 1, port: 0 }, uop: SCIF.NODE_REMOVE, payload: [2n, 0n, 0n, 0n] });
     await h.settle();
-    expect(h.received(SCIF.NODE_ADD_NACK)).toEqual([expect.objectContaining({ src: { node: 1, port: 0 }, dst: { node: 2, port: 0 } })]);
+    const link = h.card.scif.p2p;
+    const acks = h.received(SCIF.NODE_ADD_ACK);
+    expect(acks).toHaveLength(1);
+    expect(acks[0]).toMatchObject({ src: { node: 1, port: 0 }, dst: { node: 2, port: 0 } });
+    expect(acks[0].payload[0] - 0x1000_0000n).toBeGreaterThan(0n);
+    expect(Number(acks[0].payload[2])).not.toBe(h.card.scif.db);
+    expect(h.received(SCIF.NODE_ADD_NACK)).toEqual([expect.objectContaining({ src: { node: 1, port: 0 }, dst: { node: 1, port: 0 } })]);
+    // NODE_REMOVE of node 2 took the half-built link away again.
+    expect(link.list()).toEqual([]);
     expect(h.received(SCIF.NODE_REMOVE_ACK)).toEqual([expect.objectContaining({ src: { node: 1, port: 0 }, dst: { node: 0, port: 0 }, payload: [2n, 0n, 0n, 0n] })]);
     expect(h.card.scif.state).toBe('online');
   });

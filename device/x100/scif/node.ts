@@ -24,6 +24,7 @@ import type { After } from './waitq.ts';
 import { WaitQueue } from './waitq.ts';
 import { Endpoints } from './endpoints.ts';
 import { RmaCore } from './rma/core.ts';
+import { P2pLinks } from './p2p.ts';
 import type { ScifApi } from './api.ts';
 import { QP_POLL_MS, SCIF_MGMT_NODE, SCIF_NODE_ALIVE_TIMEOUT_MS } from './consts.ts';
 
@@ -89,6 +90,8 @@ export class ScifNode {
   readonly rma: RmaCore;
   /** Woken on every state change. */
   readonly stateq: WaitQueue;
+  /** Card-to-card queue pairs (SCIF_NODE_ADD, several cards). */
+  readonly p2p: P2pLinks;
   /** The card's h2c_scif_db, once picked. */
   db = -1;
   /** The host's c2h_scif_db. */
@@ -123,6 +126,56 @@ export class ScifNode {
     this.stateq = new WaitQueue(o.after);
     this.endpoints = new Endpoints(this, o.mem, o.after, (e) => this.trace(e));
     this.rma = new RmaCore(this, o.after);
+    this.p2p = new P2pLinks(this);
+  }
+
+  /** `fn` after the current work (the next event-loop turn). */
+  later(fn: () => void): void {
+    this.o.schedule(fn);
+  }
+
+  /** `fn` after `ms`; returns a cancel function. */
+  afterMs(ms: number, fn: () => void): () => void {
+    return this.o.after(ms, fn);
+  }
+
+  get doorbells(): Doorbells {
+    return this.o.doorbells;
+  }
+
+  /** next_db(): the least used card doorbell. */
+  nextDb(): number {
+    return nextCardDb(this.o.doorbells);
+  }
+
+  /** Is `node` a live peer: the host, this node, or a registered P2P card? */
+  alive(node: number): boolean {
+    if (node === SCIF_MGMT_NODE) return this.peerAlive;
+    if (node === this.nodeId) return this.state === 'online';
+    return this.peerAlive && this.p2p.get(node)?.state === 'online';
+  }
+
+  /** The nodes this node can reach (scif_get_node_ids() on the card): host, self, P2P peers. */
+  nodeIds(): number[] {
+    if (!this.peerAlive) return [this.nodeId];
+    return [SCIF_MGMT_NODE, this.nodeId, ...this.p2p.online()].sort((a, b) => a - b);
+  }
+
+  /** What this card adds to the addresses it gives `node` (scifdev->base_addr; 0 for the host). */
+  baseFor(node: number): bigint {
+    return node === SCIF_MGMT_NODE ? 0n : (this.p2p.get(node)?.baseAddr ?? 0n);
+  }
+
+  /** A P2P peer registered: waiters re-check. */
+  peersChanged(): void {
+    this.stateq.wake();
+    this.endpoints.wakeAll();
+  }
+
+  /** A P2P peer went away (scif_cleanup_scifdev()): its endpoints disconnect. */
+  peerGone(node: number): void {
+    this.endpoints.peerGone(node);
+    this.stateq.wake();
   }
 
   get mem(): CardAddressSpace {
@@ -272,6 +325,7 @@ export class ScifNode {
    * ECONNRESET; timers are cancelled.
    */
   stop(reason: string): void {
+    this.p2p.clear(reason);
     this.session++;
     this.stops++;
     for (const cancel of this.timers) cancel();
@@ -296,6 +350,7 @@ export class ScifNode {
    */
   crash(reason: string): void {
     if (this.state === 'off' || this.state === 'crashed') return;
+    this.p2p.clear(reason);
     this.session++;
     this.stops++;
     for (const cancel of this.timers) cancel();
@@ -336,6 +391,7 @@ export class ScifNode {
 
   /** Left SCIF: stop servicing and writing; the card memory stays until reset. */
   private leave(reason: string): void {
+    this.p2p.clear(reason);
     this.session++;
     for (const cancel of this.timers) cancel();
     this.timers.clear();
@@ -354,6 +410,22 @@ export class ScifNode {
    * false then (-ENODEV).
    */
   sendMsg(msg: ScifMsg): boolean {
+    // Replies that echo the request (scif_nodeqp_send(scifdev, msg) with dst still us) go back to its source.
+    const d = msg.dst.node !== this.nodeId ? msg.dst.node : msg.src.node;
+    if (d !== SCIF_MGMT_NODE && d !== this.nodeId) {
+      // scif_nodeqp_send(&scif_dev[dst]): a P2P peer's own queue pair.
+      const link = this.p2p.get(d);
+      if (!link || !this.peerAlive) {
+        this.trace({ dir: 'tx', ...describeMsg(msg), error: `ENODEV: node ${d} is not a peer` });
+        return false;
+      }
+      return this.p2p.send(link, msg);
+    }
+    return this.sendHost(msg);
+  }
+
+  /** Queue `msg` on node 0's queue pair, whatever its destination (the P2P set-up messages go through the host). */
+  sendHost(msg: ScifMsg): boolean {
     if (msg.uop > SCIF.EXIT_ACK && !this.peerAlive) {
       this.trace({ dir: 'tx', ...describeMsg(msg), error: 'ENODEV: node 0 is not a live peer' });
       return false;
@@ -387,7 +459,7 @@ export class ScifNode {
       }
       this.pending.shift();
       this.sendRetries = 0;
-      this.count('tx', msg.uop);
+      this.countTx(msg.uop);
       this.trace({ dir: 'tx', ...describeMsg(msg) });
       this.ringHost();
     }
@@ -458,7 +530,7 @@ export class ScifNode {
       }
       if (!raw) return;
       const msg = decodeMsg(raw);
-      this.dispatch(msg);
+      this.deliver(msg);
       if (msg.uop === SCIF.EXIT_ACK) return;
       if (session !== this.session || this.inbound !== rb) return;
       try {
@@ -470,8 +542,8 @@ export class ScifNode {
     }
   }
 
-  /** scif_nodeqp_msg_handler() */
-  private dispatch(msg: ScifMsg): void {
+  /** scif_nodeqp_msg_handler(), for a message from any queue pair. */
+  deliver(msg: ScifMsg): void {
     this.count('rx', msg.uop);
     this.trace({ dir: 'rx', ...describeMsg(msg) });
     try {
@@ -493,11 +565,11 @@ export class ScifNode {
       case SCIF.EXIT: return () => this.onExit();
       case SCIF.EXIT_ACK: return () => this.onExitAck();
       case SCIF.NODE_ADD: return (m) => this.onNodeAdd(m);
-      case SCIF.NODE_ADD_ACK:
-      case SCIF.NODE_ADD_NACK:
+      case SCIF.NODE_ADD_ACK: return (m) => this.p2p.onNodeAddAck(m);
+      case SCIF.NODE_ADD_NACK: return (m) => this.p2p.onNodeAddNack(m);
       case SCIF.GET_NODE_INFO:
-        // P2P and node-info replies: nothing waits on the card's answer (scif_node_add_ack(), scif_get_node_info_resp()).
-        return (m) => this.trace({ action: 'ignored', op: opName(m.uop), note: 'single card, no P2P' });
+        // The card never asks (scif_get_node_info()), so nothing waits on a reply.
+        return (m) => this.trace({ action: 'ignored', op: opName(m.uop), note: 'the card never asked' });
       case SCIF.NODE_REMOVE: return (m) => this.onNodeRemove(m);
       case SCIF.NODE_REMOVE_ACK: return () => undefined;
       default: return this.endpoints.handler(uop);
@@ -532,19 +604,20 @@ export class ScifNode {
     else this.trace({ action: 'ignored', op: 'SCIF_EXIT_ACK', note: `in state ${this.state}` });
   }
 
-  /** No P2P on a single card: SCIF_NODE_ADD_NACK to the management node, which forwards it (scif_node_add_nack()). */
+  /** scif_node_add(): a queue pair for the other card (p2p.ts); only from the host while it is a live peer. */
   private onNodeAdd(m: ScifMsg): void {
-    const r = cloneMsg(m);
-    r.uop = SCIF.NODE_ADD_NACK;
-    r.dst = { node: m.src.node, port: m.src.port };
-    r.src = { node: this.nodeId, port: m.dst.port };
-    this.sendMsg(r);
+    if (!this.peerAlive) {
+      this.trace({ action: 'ignored', op: 'SCIF_NODE_ADD', note: `in state ${this.state}` });
+      return;
+    }
+    this.p2p.onNodeAdd(m);
   }
 
   /** scif_node_remove() → scif_handle_remove_node() → scif_send_acks(): NODE_REMOVE_ACK with p0 = the node. */
   private onNodeRemove(m: ScifMsg): void {
     const node = Number(m.payload[0] & 0xffffn);
     if (node === SCIF_MGMT_NODE) this.endpoints.nodeGone(false);
+    else this.p2p.remove(node, 'SCIF_NODE_REMOVE');
     const r = newMsg(SCIF.NODE_REMOVE_ACK, { src: { node: this.nodeId, port: 0 }, dst: { node: SCIF_MGMT_NODE, port: 0 }, payload: [m.payload[0], 0n, 0n, 0n] });
     // Answered even once node 0 is no longer a peer: bypass the peer check as scif_send_acks() does for opcodes it must send.
     if (!this.peerAlive && this.outbound) {
@@ -570,6 +643,10 @@ export class ScifNode {
         this.trace({ action: 'state-listener', error: (e as Error).message });
       }
     }
+  }
+
+  countTx(uop: number): void {
+    this.count('tx', uop);
   }
 
   private count(dir: 'rx' | 'tx', uop: number): void {

@@ -15,6 +15,8 @@ import type { X100Card, X100Options } from '../card.ts';
 import { SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { SCIF, SCIFMSG_SIZE, type ScifMsg, cloneMsg, decodeMsg, encodeMsg, newMsg, opName } from './msg.ts';
 import { QP, SCIFEP_MAGIC, SCIF_ENDPT_QP_SIZE, SCIF_NODE_QP_SIZE } from './qp.ts';
+import { type FabricPort, type PciFabric, peerBus } from '../../../src/pci/fabric.ts';
+import { APER_BAR, MMIO_BAR, MMIO_BAR_SIZE } from '../pci/identity.ts';
 
 // BAR4 offsets (host/mic_x100.h)
 const SBOX = 0x10000;
@@ -136,6 +138,8 @@ export interface LinuxScifHostOptions extends X100Options {
   nodeId?: number;
   /** Load the scif module only later (scif_probe() after the boot interrupt). */
   lateProbe?: boolean;
+  /** Put the card on a PCIe fabric with other cards, its BAR0 and BAR4 at these bus addresses. */
+  fabric?: { fabric: PciFabric; aperBase: bigint; mmioBase: bigint };
 }
 
 export class LinuxScifHost {
@@ -161,6 +165,8 @@ export class LinuxScifHost {
   readonly endpoints = new Map<bigint, HostEndpoint>();
   /** The host's scif_rma.c / scif_fence.c message handlers (rma/testing.ts); true if it took the message. */
   rmaHandler: ((msg: ScifMsg) => boolean) | null = null;
+  /** The host's P2P handlers (p2p-testing.ts); true if it took the message. */
+  p2pHandler: ((msg: ScifMsg) => boolean) | null = null;
   /** Record replies a real host would oops on (fuzzing) instead of throwing. */
   tolerant = false;
   readonly oddities: string[] = [];
@@ -173,7 +179,21 @@ export class LinuxScifHost {
 
   /** The card's COSM client stays off unless asked for (`cosm: true`). */
   constructor(opts: LinuxScifHostOptions = {}) {
-    const { env, card, w } = makeCard({ cosm: false, ...opts });
+    let self: X100Card | undefined;
+    const f = opts.fabric;
+    const { env, card, w } = makeCard({ cosm: false, ...opts }, (e) => {
+      if (!f) return;
+      const aperSize = e.aperture.byteLength;
+      const port: FabricPort = {
+        barBase: (i) => (i === APER_BAR ? f.aperBase : i === MMIO_BAR ? f.mmioBase : 0n),
+        barSize: (i) => (i === APER_BAR ? aperSize : i === MMIO_BAR ? MMIO_BAR_SIZE : 0),
+        barMemory: (i) => (i === APER_BAR ? e.aperture : null),
+        barAccess: (_i, offset, buf, len, isWrite) => self!.bar4.access(offset, buf, len, isWrite),
+      };
+      f.fabric.attach(port);
+      e.peers = peerBus(f.fabric, port);
+    });
+    self = card;
     this.env = env;
     this.card = card;
     this.ram = env.mapRam(RAM_IOVA, RAM_SIZE);
@@ -372,6 +392,7 @@ export class LinuxScifHost {
 
   private handle(msg: ScifMsg): void {
     if (this.rmaHandler?.(msg)) return;
+    if (this.p2pHandler?.(msg)) return;
     switch (msg.uop) {
       case SCIF.INIT:
         // scif_init(): flush qp_dwork, then scif_peer_register_device().
@@ -430,6 +451,7 @@ export class LinuxScifHost {
       case SCIF.CLIENT_RCVD:
         this.mustEp(msg);
         return;
+      case SCIF.NODE_ADD_ACK: // forwarded by scif_node_add_ack() to the other card (p2p-testing.ts)
       case SCIF.NODE_ADD_NACK:
       case SCIF.NODE_REMOVE_ACK:
       case SCIF.ALLOC_REJ:

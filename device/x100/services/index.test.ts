@@ -34,7 +34,7 @@ describe('--services LIST', () => {
 
   it('a bad name is one clear line naming the valid ones', () => {
     expect(() => cardServices('echo,bogus')).toThrow(
-      "--services: unknown service 'bogus' (valid: echo, sink, source, rma, all, none)",
+      "--services: unknown service 'bogus' (valid: echo, sink, source, rma, peer-rma, all, none)",
     );
     expect(() => cardServices('none,echo')).toThrow(/'none' cannot be combined/);
   });

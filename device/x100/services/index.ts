@@ -11,17 +11,22 @@ import type { CardService, ScifApi, ScifEndpoint } from '../scif/api.ts';
 import { EchoService } from './echo.ts';
 import { errText, type ServiceOptions } from './listener.ts';
 import { RmaAgentService } from './rma.ts';
+import { PeerRmaService } from './peer-rma.ts';
 import { SinkService } from './sink.ts';
 import { SourceService } from './source.ts';
 
 export const SERVICE_NAMES = ['echo', 'sink', 'source', 'rma'] as const;
-export type ServiceName = (typeof SERVICE_NAMES)[number];
+/** Services only a list names (not in `all`): peer-rma (2010), card-to-card RMA for several cards. */
+export const EXTRA_SERVICE_NAMES = ['peer-rma'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number] | (typeof EXTRA_SERVICE_NAMES)[number];
+const ALL_NAMES: readonly ServiceName[] = [...SERVICE_NAMES, ...EXTRA_SERVICE_NAMES];
 
 const MAKERS: Record<ServiceName, (o: ServiceOptions) => CardService> = {
   echo: (o) => new EchoService(o),
   sink: (o) => new SinkService(o),
   source: (o) => new SourceService(o),
   rma: (o) => new RmaAgentService(o),
+  'peer-rma': (o) => new PeerRmaService(o),
 };
 
 /** `--services LIST`: a comma list of SERVICE_NAMES, `all` (the default) or `none`. */
@@ -31,7 +36,7 @@ export function cardServices(list = 'all', o: ServiceOptions = {}): CardService[
     .map((w) => w.trim().toLowerCase())
     .filter((w) => w !== '');
   if (words.length === 0) words.push('all');
-  const valid = `valid: ${SERVICE_NAMES.join(', ')}, all, none`;
+  const valid = `valid: ${ALL_NAMES.join(', ')}, all, none`;
   const picked = new Set<ServiceName>();
   for (const w of words) {
     if (w === 'none') {
@@ -39,10 +44,10 @@ export function cardServices(list = 'all', o: ServiceOptions = {}): CardService[
       return [];
     }
     if (w === 'all') SERVICE_NAMES.forEach((n) => picked.add(n));
-    else if ((SERVICE_NAMES as readonly string[]).includes(w)) picked.add(w as ServiceName);
+    else if ((ALL_NAMES as readonly string[]).includes(w)) picked.add(w as ServiceName);
     else throw new Error(`--services: unknown service '${w}' (${valid})`);
   }
-  return SERVICE_NAMES.filter((n) => picked.has(n)).map((n) => MAKERS[n](o));
+  return ALL_NAMES.filter((n) => picked.has(n)).map((n) => MAKERS[n](o));
 }
 
 /** An error's first line, and the next if the first only announces it ("... 1 error:"). */

@@ -66,13 +66,14 @@ export class RmaCore {
   verify(ep: CardEndpoint): void {
     if (ep.state === 'DISCONNECTED' || ep.dead) throw new ScifError('ECONNRESET', `ep ${ep.id}: peer gone`);
     if (ep.state !== 'CONNECTED') throw new ScifError('ENOTCONN', `ep ${ep.id}: state ${ep.state}`);
-    if (!this.node.peerAlive) throw new ScifError('ENODEV', 'node 0 is not a live peer');
+    if (!this.node.alive(ep.peer?.node ?? 0)) throw new ScifError('ENODEV', `node ${ep.peer?.node ?? 0} is not a live peer`);
   }
 
   /** Resolves once none of the endpoint's card-initiated transfers is in flight. */
   async drained(ep: CardEndpoint): Promise<void> {
     const st = this.eps.get(ep);
-    if (st && st.outstanding.size) await st.wq.wait(() => st.outstanding.size === 0 || !this.node.peerAlive);
+    const peer = ep.peer?.node ?? 0;
+    if (st && st.outstanding.size) await st.wq.wait(() => st.outstanding.size === 0 || !this.node.alive(peer));
   }
 
   /** Card windows on `ep` are unregistered (each UNREGISTER answered, or the node gone). */

@@ -147,10 +147,11 @@ export class RmaFences {
       const payload: [bigint, bigint, bigint, bigint] = uop === SCIF.SIG_LOCAL || uop === SCIF.SIG_REMOTE ? [ep.remoteEp, p[0], p[1], handle] : [ep.remoteEp, handle, p[2], 0n];
       if (ep.state !== 'CONNECTED' || !ep.peer) throw new ScifError('ENOTCONN', 'not connected');
       if (!this.core.node.sendMsg(newMsg(uop, { src: { ...ep.port }, dst: { ...ep.peer }, payload }))) throw new ScifError('ENODEV', 'node 0 is not a live peer');
+      const peer = ep.peer.node;
       for (;;) {
-        await st.wq.wait(() => w.reply !== null || !this.core.node.peerAlive, SCIF_NODE_ALIVE_TIMEOUT_MS);
+        await st.wq.wait(() => w.reply !== null || !this.core.node.alive(peer), SCIF_NODE_ALIVE_TIMEOUT_MS);
         if (w.reply) return w.reply;
-        if (!this.core.node.peerAlive) throw new ScifError('ENODEV', 'node 0 went away');
+        if (!this.core.node.alive(peer)) throw new ScifError('ENODEV', `node ${peer} went away`);
       }
     } finally {
       this.waiting.delete(handle);

@@ -55,14 +55,15 @@ export class SelfRegistrations {
   /** Wait (30 s slices, forever while node 0 lives) for the host's answer to `w`. */
   private async answer(w: SelfWindow): Promise<ScifMsg> {
     const st = this.core.st(w.ep);
+    const peer = w.ep.peer?.node ?? 0;
     for (;;) {
-      const ok = await st.wq.wait(() => w.reply !== null || !this.core.node.peerAlive || w.state === 'gone', SCIF_NODE_ALIVE_TIMEOUT_MS);
+      const ok = await st.wq.wait(() => w.reply !== null || !this.core.node.alive(peer) || w.state === 'gone', SCIF_NODE_ALIVE_TIMEOUT_MS);
       if (w.reply) {
         const r = w.reply;
         w.reply = null;
         return r;
       }
-      if (!this.core.node.peerAlive || w.state === 'gone') throw new ScifError('ENODEV', 'node 0 went away');
+      if (!this.core.node.alive(peer) || w.state === 'gone') throw new ScifError('ENODEV', `node ${peer} went away`);
       if (!ok) continue;
     }
   }
@@ -142,9 +143,11 @@ export class SelfRegistrations {
       pagesA.push(mem.readU64(lookupA + BigInt(8 * j)));
       pagesB.push(mem.readU64(lookupB + BigInt(8 * j)));
     }
+    // A P2P peer gets MIC addresses: + the base address it reaches us at (scif_prep_remote_window()).
+    const base = this.core.node.baseFor(w.ep.peer?.node ?? 0);
     w.chunks.forEach((c, i) => {
       const j = Math.floor(i / SCIF_NR_ADDR_IN_PAGE), k = BigInt(8 * (i % SCIF_NR_ADDR_IN_PAGE));
-      mem.writeU64(pagesA[j] + k, c.addr);
+      mem.writeU64(pagesA[j] + k, c.addr + base);
       mem.writeU64(pagesB[j] + k, BigInt(c.pages));
     });
     mem.writeU64(msa + BigInt(W.peer_window), w.handle);

@@ -50,7 +50,7 @@ export class RemoteRegistrations {
   }
 
   /** scif_create_remote_window(n) + scif_create_remote_lookup(), in GDDR; null if out of memory. */
-  private create(nrPages: number): RemoteImage | null {
+  private create(nrPages: number, base = 0n): RemoteImage | null {
     const a = this.core.node.alloc;
     const mem = this.core.node.mem;
     const arrPages = Math.ceil(nrPages / SCIF_NR_ADDR_IN_PAGE);
@@ -70,13 +70,14 @@ export class RemoteRegistrations {
       writeU32(mem, rw + BigInt(W.type), SCIF_WINDOW_PEER);
       writeU32(mem, rw + BigInt(W.nr_lookup), nrLookup);
       const lookupB = lookups + BigInt(nrLookup * 8);
-      mem.writeU64(rw + BigInt(W['dma_addr_lookup.offset']), lookups);
-      mem.writeU64(rw + BigInt(W['num_pages_lookup.offset']), lookupB);
-      mem.writeU64(rw + BigInt(W.mapped_offset), rw);
+      // What the peer reads carries the base address it reaches us at (scif_map_page() of a P2P peer).
+      mem.writeU64(rw + BigInt(W['dma_addr_lookup.offset']), lookups + base);
+      mem.writeU64(rw + BigInt(W['num_pages_lookup.offset']), lookupB + base);
+      mem.writeU64(rw + BigInt(W.mapped_offset), rw + base);
       // scif_map_page() of each page of the arrays: entry j names page j.
       for (let j = 0; j < nrLookup; j++) {
-        mem.writeU64(lookups + BigInt(8 * j), dmaAddr + BigInt(j * PAGE_SIZE));
-        mem.writeU64(lookupB + BigInt(8 * j), numPages + BigInt(j * PAGE_SIZE));
+        mem.writeU64(lookups + BigInt(8 * j), dmaAddr + BigInt(j * PAGE_SIZE) + base);
+        mem.writeU64(lookupB + BigInt(8 * j), numPages + BigInt(j * PAGE_SIZE) + base);
       }
       const handle = RW_HANDLE_BASE + this.next++;
       return { handle, nrPages, gen: a.generation, rw, dmaAddr, numPages, lookups, nrLookup };
@@ -97,7 +98,7 @@ export class RemoteRegistrations {
   /** scif_alloc_req(): ALLOC_GNT p0 = C_rw, p1 = CPA of the image; ALLOC_REJ (p2 echoed) if it cannot. */
   private onAllocReq(m: ScifMsg): void {
     const n = m.payload[1];
-    const img = n > 0n && n <= BigInt(MAX_PAGES) ? this.create(Number(n)) : null;
+    const img = n > 0n && n <= BigInt(MAX_PAGES) ? this.create(Number(n), this.core.node.baseFor(m.src.node)) : null;
     if (!img) {
       this.core.trace({ action: 'alloc-rej', nr_pages: n.toString(), free: this.core.node.alloc.bytesFree() });
       this.echo(m, SCIF.ALLOC_REJ);
@@ -107,7 +108,7 @@ export class RemoteRegistrations {
     const r = cloneMsg(m);
     r.uop = SCIF.ALLOC_GNT;
     r.payload[0] = img.handle;
-    r.payload[1] = img.rw;
+    r.payload[1] = img.rw + this.core.node.baseFor(m.src.node);
     if (!this.core.node.sendMsg(r)) this.destroy(img);
   }
 
