@@ -12,6 +12,7 @@ import { PciFabric } from '../../../src/pci/fabric.ts';
 import { SYSTEM_WINDOW_BASE } from '../smpt/regs.ts';
 import { SCIF, type ScifMsg, cloneMsg, newMsg } from './msg.ts';
 import { LinuxScifHost, type LinuxScifHostOptions } from './testing.ts';
+import type { CardService } from './api.ts';
 
 /** Bus addresses the double gives card k (1-based): BAR0 and BAR4, as a BIOS would place them. */
 export const aperBase = (k: number): bigint => 0x20_0000_0000n + BigInt(k) * 0x1_0000_0000n;
@@ -27,9 +28,10 @@ export class LinuxP2pHost {
   /** scif_info.p2p_enable */
   p2pEnable = true;
 
-  constructor(cards: number, opts: LinuxScifHostOptions = {}) {
+  /** `services(k)`: card k's own service objects (a service runs on one card). */
+  constructor(cards: number, opts: Omit<LinuxScifHostOptions, 'services'> = {}, services?: (k: number) => CardService[]) {
     for (let k = 1; k <= cards; k++) {
-      const h = new LinuxScifHost({ ...opts, nodeId: k, fabric: { fabric: this.fabric, aperBase: aperBase(k), mmioBase: mmioBase(k) } });
+      const h = new LinuxScifHost({ ...opts, services: services?.(k), nodeId: k, fabric: { fabric: this.fabric, aperBase: aperBase(k), mmioBase: mmioBase(k) } });
       h.p2pHandler = (m) => this.handle(m);
       this.hosts.push(h);
       this.p2p.set(k, new Set());
