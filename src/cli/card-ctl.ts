@@ -40,6 +40,8 @@ export function cardStatus(card: X100Card): Record<string, unknown> {
       h2cDb: scif.db,
       c2hDb: scif.hostDb,
       c2hVectors: scif.hostDb >= 0 ? (vectors[sourceName(scif.hostDb)] ?? []) : [],
+      // Card-to-card queue pairs (SCIF_NODE_ADD): the peer, its state, our doorbell for it and its.
+      p2p: scif.p2p.list().map((l) => ({ node: l.node, state: l.state, db: l.db, rdb: l.rdb })),
       rx: Object.fromEntries(scif.counts.rx),
       tx: Object.fromEntries(scif.counts.tx),
     },

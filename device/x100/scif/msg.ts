@@ -127,6 +127,8 @@ export interface ScifMsg {
   dst: ScifPortIdMsg;
   uop: number;
   payload: [bigint, bigint, bigint, bigint];
+  /** Not on the wire: the node whose queue pair the message came in on (where its replies go). */
+  via?: number;
 }
 
 const M = Object.fromEntries(SCIFMSG.members.map((m) => [m.name, m]));
@@ -141,7 +143,9 @@ export function newMsg(uop: number, fields: Partial<Omit<ScifMsg, 'uop'>> = {}):
 }
 
 export function cloneMsg(m: ScifMsg): ScifMsg {
-  return { src: { ...m.src }, dst: { ...m.dst }, uop: m.uop, payload: [...m.payload] };
+  const c: ScifMsg = { src: { ...m.src }, dst: { ...m.dst }, uop: m.uop, payload: [...m.payload] };
+  if (m.via !== undefined) c.via = m.via;
+  return c;
 }
 
 export function encodeMsg(m: ScifMsg, out = new Uint8Array(SCIFMSG_SIZE)): Uint8Array {

@@ -410,8 +410,12 @@ export class ScifNode {
    * false then (-ENODEV).
    */
   sendMsg(msg: ScifMsg): boolean {
-    // Replies that echo the request (scif_nodeqp_send(scifdev, msg) with dst still us) go back to its source.
-    const d = msg.dst.node !== this.nodeId ? msg.dst.node : msg.src.node;
+    // A reply (made from the request, so it carries `via`) goes back on the
+    // queue pair the request came in on, as scif_nodeqp_send(scifdev, msg)
+    // does: the host leaves fields unset in some requests (msg.src and
+    // msg.dst of scif_send_alloc_request(), msg.dst of
+    // scif_send_scif_unregister()), so they cannot be trusted for routing.
+    const d = msg.via ?? msg.dst.node;
     if (d !== SCIF_MGMT_NODE && d !== this.nodeId) {
       // scif_nodeqp_send(&scif_dev[dst]): a P2P peer's own queue pair.
       const link = this.p2p.get(d);
@@ -542,8 +546,13 @@ export class ScifNode {
     }
   }
 
-  /** scif_nodeqp_msg_handler(), for a message from any queue pair. */
-  deliver(msg: ScifMsg): void {
+  /** scif_nodeqp_msg_handler(), for a message from any queue pair (`from`: the node whose queue pair it came in on). */
+  deliver(msg: ScifMsg, from: number = SCIF_MGMT_NODE): void {
+    msg.via = from;
+    this.dispatch(msg);
+  }
+
+  private dispatch(msg: ScifMsg): void {
     this.count('rx', msg.uop);
     this.trace({ dir: 'rx', ...describeMsg(msg) });
     try {

@@ -156,4 +156,15 @@ describe('SCIF P2P between two cards (scif_node_add(), scif_node_add_ack())', ()
     // Card 1's DMA engine wrote card 2's aperture: the engine traced a copy into the system window.
     expect(f.card(2).card.scif.counts.rx.get('SCIF_REGISTER')).toBeGreaterThan(0);
   });
+
+  it('a reply goes back on the queue pair its request came in on, whatever its dst says (scif_nodeqp_send(scifdev, msg))', async () => {
+    const f = await twoCards();
+    const h1 = f.card(1);
+    h1.tolerant = true;
+    // scif_send_alloc_request() leaves msg.src and msg.dst unset: here dst names card 2.
+    h1.nodeqpSend({ src: { node: 0x33, port: 7 }, dst: { node: 2, port: 9 }, uop: SCIF.ALLOC_REQ, payload: [0n, 1n, 0xabcn, 0n] });
+    await f.settle();
+    expect(h1.received(SCIF.ALLOC_GNT).map((m) => m.payload[2])).toEqual([0xabcn]);
+    expect(f.card(2).card.scif.counts.rx.get('SCIF_ALLOC_GNT')).toBeUndefined();
+  });
 });

@@ -333,7 +333,7 @@ export class P2pLinks {
       if (!raw) return;
       const msg = decodeMsg(raw);
       if (msg.src.node !== link.node) this.n.trace({ action: 'warning', peer: link.node, op: opName(msg.uop), error: `src.node ${msg.src.node} on node ${link.node}'s queue pair` });
-      this.n.deliver(msg);
+      this.n.deliver(msg, link.node);
       if (link.closed || msg.uop === SCIF.EXIT_ACK) return;
       try {
         link.inbound.updateReadPtr();
