@@ -184,6 +184,7 @@ void Context::SetupCapabilities() {
   ssize_t off = vfu_pci_add_capability(vfu_, 0, 0, &msix);
   Check(static_cast<int>(off < 0 ? -1 : 0), "vfu_pci_add_capability(MSI-X)");
   msixCapOffset_ = static_cast<size_t>(off);
+  caps_.emplace_back(static_cast<uint32_t>(off), sizeof(struct msixcap));
 
   if (opt_.pcie) {
     struct pxcap px;
@@ -191,8 +192,9 @@ void Context::SetupCapabilities() {
     px.hdr.id = PCI_CAP_ID_EXP;
     px.pxcaps.ver = 2;
     px.pxcaps.dpt = PCI_EXP_TYPE_ENDPOINT;
-    Check(static_cast<int>(vfu_pci_add_capability(vfu_, 0, 0, &px) < 0 ? -1 : 0),
-          "vfu_pci_add_capability(PCI Express)");
+    off = vfu_pci_add_capability(vfu_, 0, 0, &px);
+    Check(static_cast<int>(off < 0 ? -1 : 0), "vfu_pci_add_capability(PCI Express)");
+    caps_.emplace_back(static_cast<uint32_t>(off), sizeof(struct pxcap));
   }
 }
 

@@ -147,6 +147,7 @@ class Context : public Napi::ObjectWrap<Context> {
   void StopAllPolls();
   void Refuse();
   void RunRequests();
+  bool RejectBadRequest(bool* nothing);
   void Disconnected();
   void EmitConnection(bool attached);
   // Runs fn inside a handle scope and a callback scope, so that promise jobs
@@ -185,6 +186,8 @@ class Context : public Napi::ObjectWrap<Context> {
   size_t configSize_ = 0;
   std::vector<uint8_t> pristineConfig_;  // config space as set up, restored on reset
   size_t msixCapOffset_ = 0;
+  // Our capabilities in config space: offset, size (poll.cc RejectBadRequest).
+  std::vector<std::pair<uint32_t, uint32_t>> caps_;
   int logLevel_ = LOG_ERR;
 
   // Where clients connect, for messages: socketPath, or with listenFd the

@@ -2,6 +2,8 @@
 // ArrayBuffers over libvfio-user's own mapping, detached before it is unmapped.
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -21,6 +23,20 @@ std::string Range(uint64_t iova, size_t length) {
   char buf[64];
   snprintf(buf, sizeof buf, "[%#" PRIx64 ", %#" PRIx64 ")", iova, iova + length);
   return buf;
+}
+
+// libvfio-user mmap()s a client's fd for any offset and size without
+// looking at the file's size: a mapping past the end of the file (a memfd
+// smaller than the region, or an offset beyond it) succeeds, and the
+// card's first DMA there killed the server with SIGBUS (found by
+// src/binding/fuzz.test.ts). The mapping is contiguous in the file, so
+// its last page tells: MADV_POPULATE_READ fails with EFAULT where an
+// access would fault. True unless that is so (or the kernel cannot tell).
+bool BackedToTheEnd(void* vaddr, size_t length) {
+  if (length == 0) return true;
+  const uintptr_t page = static_cast<uintptr_t>(getpagesize());
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(vaddr) + length - 1) & ~(page - 1);
+  return madvise(reinterpret_cast<void*>(last), page, MADV_POPULATE_READ) == 0 || errno != EFAULT;
 }
 }  // namespace
 
@@ -42,7 +58,12 @@ void Context::DmaRegister(vfu_dma_info_t* info) {
   // what to say about it lives in TypeScript (src/server.ts).
   CallJs("onDmaMap", [&]() {
     Napi::Value memory = env_.Null();
-    if (info->vaddr != nullptr) {
+    if (info->vaddr != nullptr && !BackedToTheEnd(info->vaddr, length)) {
+      // A client's (not QEMU's) mistake; without memory the card cannot reach it.
+      CallLog(LOG_ERR, ("vphi: DMA region " + Range(iova, length) +
+                        " extends past the end of its file; the card cannot reach it")
+                           .c_str());
+    } else if (info->vaddr != nullptr) {
       // External and unowned: libvfio-user unmaps it after DmaUnregister.
       Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env_, info->vaddr, length);
       entry.memory = Napi::Persistent(ab);

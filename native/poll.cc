@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "context.h"
 #include "internal.h"
@@ -29,6 +31,9 @@ namespace {
 constexpr int kMaxRequestsPerWakeup = 256;
 // How long a refused client may take to send its first message header.
 constexpr uint64_t kRefusalTimeoutMs = 1000;
+// Larger messages libvfio-user refuses by their header alone (SERVER_MAX_MSG_SIZE);
+// RejectBadRequest() leaves them to it.
+constexpr uint32_t kMaxFilteredMessage = 2 << 20;
 
 uv_loop_t* LoopOf(napi_env env) {
   uv_loop_t* loop = nullptr;
@@ -336,6 +341,11 @@ void Context::RunRequests() {
   for (int i = 0; i < kMaxRequestsPerWakeup; i++) {
     if (closed_ || closeRequested_ || !attached_) return;
     int rc, err;
+    bool nothing = false;
+    if (RejectBadRequest(&nothing)) continue;
+    // Nothing to read yet: return to the poll rather than let libvfio-user
+    // read a request that arrives meanwhile unchecked.
+    if (nothing) return;
     {
       VfuGuard guard(this);
       rc = vfu_run_ctx(vfu_);
@@ -352,6 +362,186 @@ void Context::RunRequests() {
     Emit(LOG_ERR, "vphi: serving a vfio-user request failed: " + ErrnoText(err));
     return;
   }
+}
+
+namespace {
+
+// Room for as many fds as one message can carry (SCM_MAX_FD).
+constexpr size_t kMaxFds = 253;
+
+// Calls fn(fd) for each fd that came with `mh`.
+template <typename F>
+void ForEachFd(struct msghdr* mh, F&& fn) {
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(mh); c != nullptr; c = CMSG_NXTHDR(mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < nfds; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      fn(f);
+    }
+  }
+}
+
+// False when an fd that comes with the next message is not an eventfd (a
+// peek installs copies of them, closed here). Unknown (no /proc) is true.
+bool FdsAreEventfds(int sock) {
+  uint8_t b[1];
+  struct iovec iov = {b, sizeof b};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct msghdr mh = {};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  if (recvmsg(sock, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) return true;
+  bool all = true;
+  ForEachFd(&mh, [&](int f) {
+    char link[64];
+    const ssize_t n = readlink(("/proc/self/fd/" + std::to_string(f)).c_str(), link, sizeof link);
+    if (n > 0 && std::string(link, static_cast<size_t>(n)) != "anon_inode:[eventfd]") all = false;
+    close(f);
+  });
+  return all;
+}
+
+}  // namespace
+
+// Requests that libvfio-user mishandles badly enough to take the server
+// down, found by src/binding/fuzz.test.ts (under ASan, npm run fuzz):
+// - VFIO_USER_DEVICE_SET_IRQS: device_set_irqs_validate() checks start +
+//   count in 32 bits, so start 1, count 0xffffffff wraps to 0 and passes,
+//   and irqs_disable() then walks (and writes -1 into) its eventfd array
+//   for 4 billion entries.
+// - VFIO_USER_DMA_UNMAP with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP:
+//   is_valid_unmap() reads the bitmap's size before it checks that the
+//   message holds a bitmap, and its flags before it checks that the
+//   message is that long (heap reads past the message); handle_dma_map()
+//   logs the argsz of a message too short to hold one.
+// - VFIO_USER_DMA_MAP / DMA_UNMAP whose addr + size passes 2^64, or whose
+//   size is 2^63 or more: dma_controller_add_region() computes the end as
+//   a pointer that overflows (undefined behaviour; the overlap checks wrap
+//   with it). No region that large can be mapped anyway.
+// - VFIO_USER_REGION_WRITE to config space that starts inside a
+//   capability and runs past its end: pci_config_space_next_segment()
+//   hands the capability's handler MIN(count, cap size) bytes from the
+//   access's offset, and cap_write_msix() copies them into a struct on
+//   its stack (a stack buffer overflow).
+// - VFIO_USER_DEVICE_SET_IRQS with an "eventfd" that is none (a pipe):
+//   libvfio-user takes any fd, and an interrupt write()s to it; a pipe
+//   that nobody reads fills up and the next interrupt blocks the server
+//   for good.
+// Such a request is read here, its fds closed, and answered EINVAL before
+// libvfio-user sees it. True when a message was consumed; *nothing when no
+// byte is there yet.
+bool Context::RejectBadRequest(bool* nothing) {
+  const int fd = vfu_get_poll_fd(vfu_);
+  struct vfio_user_header hdr;
+  uint8_t peek[sizeof hdr + sizeof(struct vfio_user_dma_map)] = {};
+  if (fd < 0) return false;
+  ssize_t got = recv(fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    *nothing = true;
+    return false;
+  }
+  if (got > 0 && got < static_cast<ssize_t>(sizeof hdr)) {
+    // A partial header: libvfio-user drops the connection for it (get_msg:
+    // ECONNRESET); do so for certain, before the rest can arrive unchecked.
+    shutdown(fd, SHUT_RDWR);
+    return false;
+  }
+  if (got < static_cast<ssize_t>(sizeof hdr)) return false;
+  memcpy(&hdr, peek, sizeof hdr);
+  if (hdr.flags.type != VFIO_USER_F_TYPE_COMMAND || hdr.msg_size > kMaxFilteredMessage) return false;
+  const size_t bodySize = hdr.msg_size > sizeof hdr ? hdr.msg_size - sizeof hdr : 0;
+  const bool checked = hdr.cmd == VFIO_USER_DEVICE_SET_IRQS || hdr.cmd == VFIO_USER_REGION_WRITE ||
+                       hdr.cmd == VFIO_USER_DMA_MAP || hdr.cmd == VFIO_USER_DMA_UNMAP;
+  const size_t want = sizeof hdr + std::min(bodySize, sizeof peek - sizeof hdr);
+  if (checked && static_cast<size_t>(got) < want) {
+    // The fields checked below are still on their way: wait for them (the
+    // socket's 1 s receive timeout bounds it).
+    const ssize_t more = recv(fd, peek, want, MSG_PEEK | MSG_WAITALL);
+    if (more > got) got = more;
+  }
+  const size_t peeked = static_cast<size_t>(got) - sizeof hdr;
+  std::string why;
+  if (hdr.cmd == VFIO_USER_DEVICE_SET_IRQS && bodySize >= sizeof(struct vfio_irq_set) &&
+      peeked >= sizeof(struct vfio_irq_set)) {
+    struct vfio_irq_set irq;
+    memcpy(&irq, peek + sizeof hdr, sizeof irq);
+    if (static_cast<uint64_t>(irq.start) + irq.count > UINT32_MAX) {
+      why = "VFIO_USER_DEVICE_SET_IRQS start " + std::to_string(irq.start) + " + count " +
+            std::to_string(irq.count) + " overflows";
+    } else if ((irq.flags & VFIO_IRQ_SET_DATA_EVENTFD) && !FdsAreEventfds(fd)) {
+      why = "VFIO_USER_DEVICE_SET_IRQS passes an fd that is not an eventfd";
+    }
+  } else if (hdr.cmd == VFIO_USER_REGION_WRITE && bodySize >= sizeof(struct vfio_user_region_access) &&
+             peeked >= sizeof(struct vfio_user_region_access)) {
+    struct vfio_user_region_access ra;
+    memcpy(&ra, peek + sizeof hdr, sizeof ra);
+    if (ra.region == VFU_PCI_DEV_CFG_REGION_IDX) {
+      for (const auto& [off, size] : caps_) {
+        if (ra.offset >= off && ra.offset < off + size && ra.offset + ra.count > off + size) {
+          char text[96];
+          snprintf(text, sizeof text, "config write at %#llx (%u bytes) runs past the capability at %#x",
+                   static_cast<unsigned long long>(ra.offset), ra.count, off);
+          why = text;
+        }
+      }
+    }
+  } else if (hdr.cmd == VFIO_USER_DMA_UNMAP && bodySize > 0 && bodySize < sizeof(struct vfio_user_dma_unmap)) {
+    why = "VFIO_USER_DMA_UNMAP is too short";
+  } else if (hdr.cmd == VFIO_USER_DMA_UNMAP && bodySize >= sizeof(struct vfio_user_dma_unmap) &&
+             peeked >= sizeof(struct vfio_user_dma_unmap)) {
+    struct vfio_user_dma_unmap unmap;
+    memcpy(&unmap, peek + sizeof hdr, sizeof unmap);
+    uint64_t end;
+    if (unmap.flags == VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP &&
+        bodySize < sizeof(struct vfio_user_dma_unmap) + sizeof(struct vfio_user_bitmap)) {
+      why = "VFIO_USER_DMA_UNMAP asks for a dirty bitmap but has none";
+    } else if (__builtin_add_overflow(unmap.addr, unmap.size, &end) || unmap.size > INT64_MAX) {
+      why = "VFIO_USER_DMA_UNMAP addr + size overflows";
+    }
+  } else if (hdr.cmd == VFIO_USER_DMA_MAP && bodySize > 0 && bodySize < sizeof(struct vfio_user_dma_map)) {
+    why = "VFIO_USER_DMA_MAP is too short";
+  } else if (hdr.cmd == VFIO_USER_DMA_MAP && bodySize >= sizeof(struct vfio_user_dma_map) &&
+             peeked >= sizeof(struct vfio_user_dma_map)) {
+    struct vfio_user_dma_map map;
+    memcpy(&map, peek + sizeof hdr, sizeof map);
+    uint64_t end;
+    if (__builtin_add_overflow(map.addr, map.size, &end) || map.size > INT64_MAX) {
+      why = "VFIO_USER_DMA_MAP addr + size overflows";
+    }
+  }
+  if (why.empty()) return false;
+  std::vector<uint8_t> body(hdr.msg_size);
+  struct iovec iov = {body.data(), body.size()};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct msghdr mh = {};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  const ssize_t n = recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  ForEachFd(&mh, [](int f) { close(f); });
+  Emit(LOG_ERR, "vphi: msg" + std::to_string(hdr.msg_id) + ": " + why + "; refused");
+  if (n != static_cast<ssize_t>(hdr.msg_size)) {
+    // The rest never came (1 s receive timeout): the stream is out of step.
+    shutdown(fd, SHUT_RDWR);
+    return true;
+  }
+  if (!hdr.flags.no_reply) {
+    struct vfio_user_header reply;
+    memset(&reply, 0, sizeof reply);
+    reply.msg_id = hdr.msg_id;
+    reply.cmd = hdr.cmd;
+    reply.msg_size = sizeof reply;
+    reply.flags.type = VFIO_USER_F_TYPE_REPLY;
+    reply.flags.error = 1;
+    reply.error_no = EINVAL;
+    if (send(fd, &reply, sizeof reply, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof reply)) shutdown(fd, SHUT_RDWR);
+  }
+  return true;
 }
 
 // callbacks.onConnection(attached), reporting a JS exception instead of throwing.

@@ -17,10 +17,9 @@ import { fileURLToPath } from 'node:url';
 
 import type { Binding, ContextCallbacks, ContextOptions, IrqType, NativeContext } from './types.ts';
 
-/** Where node-gyp puts the addon (native/binding.gyp). */
-export const ADDON_PATH = fileURLToPath(
-  new URL('../../native/build/Release/vphi_native.node', import.meta.url),
-);
+/** Where node-gyp puts the addon (native/binding.gyp); VPHI_ADDON_PATH another build (npm run fuzz: ASan/UBSan). */
+export const ADDON_PATH =
+  process.env.VPHI_ADDON_PATH || fileURLToPath(new URL('../../native/build/Release/vphi_native.node', import.meta.url));
 
 /** The raw addon object: what native/addon.cc exports. */
 interface RawContext {
