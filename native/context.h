@@ -148,6 +148,7 @@ class Context : public Napi::ObjectWrap<Context> {
   void Refuse();
   void RunRequests();
   bool RejectBadRequest(bool* nothing);
+  void NoteUpperBarWrite(uint64_t offset, uint32_t count, const uint8_t* data, size_t have);
   void Disconnected();
   void EmitConnection(bool attached);
   // Runs fn inside a handle scope and a callback scope, so that promise jobs

@@ -407,6 +407,22 @@ bool FdsAreEventfds(int sock) {
 
 }  // namespace
 
+// The upper half of a 64-bit BAR: libvfio-user's handle_bar_write() drops
+// a write to a BAR whose region has size 0, so config space would keep 0
+// there and the device would not know where the guest put a BAR above
+// 4 GiB. Kept as written (all its bits are address bits for BARs below
+// 4 GiB); QEMU emulates the BAR registers for the guest itself.
+void Context::NoteUpperBarWrite(uint64_t offset, uint32_t count, const uint8_t* data, size_t have) {
+  for (int i = 1; i < PCI_BARS_NR; i++) {
+    if (!opt_.barFlags[i - 1].is64) continue;
+    const uint64_t at = PCI_BASE_ADDRESS_0 + 4 * i;
+    if (offset > at || offset + count < at + 4 || at + 4 - offset > have) continue;
+    uint32_t v;
+    memcpy(&v, data + (at - offset), sizeof v);
+    vfu_pci_get_config_space(vfu_)->hdr.bars[i].raw = v;
+  }
+}
+
 // Requests that libvfio-user mishandles badly enough to take the server
 // down, found by src/binding/fuzz.test.ts (under ASan, npm run fuzz):
 // - VFIO_USER_DEVICE_SET_IRQS: device_set_irqs_validate() checks start +
@@ -479,6 +495,7 @@ bool Context::RejectBadRequest(bool* nothing) {
              peeked >= sizeof(struct vfio_user_region_access)) {
     struct vfio_user_region_access ra;
     memcpy(&ra, peek + sizeof hdr, sizeof ra);
+    if (ra.region == VFU_PCI_DEV_CFG_REGION_IDX) NoteUpperBarWrite(ra.offset, ra.count, peek + sizeof hdr + sizeof ra, peeked - sizeof ra);
     if (ra.region == VFU_PCI_DEV_CFG_REGION_IDX) {
       for (const auto& [off, size] : caps_) {
         if (ra.offset >= off && ra.offset < off + size && ra.offset + ra.count > off + size) {

@@ -107,6 +107,30 @@ describe.skipIf(nativeSkip !== undefined)(
       }
     }, 20_000);
 
+    it('keeps the upper half of a 64-bit BAR as the client wrote it (libvfio-user drops it)', async () => {
+      const socketPath = path.join(dir, 'bar64', 'vphi.sock');
+      const ctx = binding!.createContext(options(socketPath), quietCallbacks());
+      try {
+        const { client } = await RawClient.connect(socketPath);
+        try {
+          const REGION_CONFIG = 7;
+          // BAR0 is 64-bit (testOptions): lower dword, upper dword as QEMU writes them, then both in one 8-byte write.
+          expect((await client.regionWrite(REGION_CONFIG, 0x10, Buffer.from([0, 0, 0, 0xa0]))).error).toBe(0);
+          expect((await client.regionWrite(REGION_CONFIG, 0x14, Buffer.from([0xff, 0, 0, 0]))).error).toBe(0);
+          expect(ctx.readConfig(0x10, 4) & ~0xf).toBe(0xa0000000 | 0);
+          expect(ctx.readConfig(0x14, 4)).toBe(0xff);
+          const both = Buffer.alloc(8);
+          both.writeBigUInt64LE(0x12_8000_0000n);
+          expect((await client.regionWrite(REGION_CONFIG, 0x10, both)).error).toBe(0);
+          expect(ctx.readConfig(0x14, 4)).toBe(0x12);
+        } finally {
+          client.kill();
+        }
+      } finally {
+        ctx.close();
+      }
+    }, 20_000);
+
     it('lets the process exit after close(), and cleans up when a worker ends', async () => {
       // A plain script against the raw addon: the same calls as native.ts.
       const script = (socketPath: string, body: string) => `
