@@ -1,13 +1,23 @@
 #!/bin/sh
-# mic-cycle [N]: N times (default 10) `boot` then `reset`, as mpssd does
-# for a card that is restarted. Each boot must reach `online` with a new
+# mic-cycle [N] [--rma]: N times (default 10) `boot` then `reset`, as mpssd
+# does for a card that is restarted. Each boot must reach `online` with a new
 # "DMA channels # 4" and no channel set-up error; each reset must come back
 # to `ready` within the host's own limit with no drain timeout ("TO chan").
-# One result per boot and per reset, then the log totals.
+# With --rma, each online card also passes a short SCIF RMA check against
+# its agent (vphi-scif-rma aligned card-writeto soak, 1 MiB of soak; card
+# needs SCIF strict, so a node that is not online fails). One result per
+# boot, RMA check and reset, then the log totals.
 . /opt/vphi/lib/mic-lib.sh
 
-cycles=${1:-10}
-plan $((2 * cycles + 3))
+cycles=10
+rma=0
+for a in "$@"; do
+  case "$a" in
+    --rma) rma=1 ;;
+    *) cycles=$a ;;
+  esac
+done
+plan $(((2 + rma) * cycles + 3))
 
 expect ready-before "$(attr state)" ready
 set_boot_attrs >/dev/null || true
@@ -27,6 +37,14 @@ while [ "$i" -le "$cycles" ]; do
     fi
   else
     fail "boot-$i" "echo boot > state: $err" "$(dmesg | tail -20)"
+  fi
+  if [ "$rma" = 1 ]; then
+    # A fresh seed each cycle; the output only when it failed.
+    if out=$(vphi-scif-rma aligned card-writeto soak --node 1 --scif-strict --seed "$i" --soak-bytes 1048576 --soak-max 262144 2>&1); then
+      pass "rma-$i"
+    else
+      fail "rma-$i" "$(echo "$out" | grep -v '^ *ok ' | tail -20)"
+    fi
   fi
   to_before=$(klog_count 'TO chan')
   if err=$(write_attr state reset); then
