@@ -32,8 +32,8 @@ export interface Suite {
   append?: string;
   /** Guest RAM, MiB (default 512). */
   memoryMiB?: number;
-  /** The card: BAR0 size and its services (a cardServices() list). */
-  card: { apertureSize: number; services: string };
+  /** The card: BAR0 size and its services (a cardServices() list); `count` cards (default 1). */
+  card: { apertureSize: number; services: string; count?: number };
   /** Every console line, with the card, while the guest runs (the fault suite arms its faults here). */
   onLine?: (line: string, card: X100Card) => void;
 }
@@ -192,8 +192,32 @@ export const FAULT: Suite = {
   onLine: armFaultLine,
 };
 
+export const CARDS_CMD = {
+  boot: 'mic-cards 2',
+  dial12: 'vphi-scif dial-peer --node 1 --peer 2',
+  dial21: 'vphi-scif dial-peer --node 2 --peer 1 --seed 2',
+  peerRma12: 'vphi-scif source --node 1 --source-port 2010 --rounds 6 --max-size 1048576',
+  peerRma21: 'vphi-scif source --node 2 --source-port 2010 --rounds 6 --max-size 1048576 --seed 2',
+  node2: 'vphi-scif echo sink nodeids --node 2 --nodes 3',
+  rma2: 'vphi-scif-rma aligned card-writeto card-readfrom --node 2',
+  reset2: 'mic-card-reset 1',
+  dialAfter: 'vphi-scif dial-peer --node 1 --peer 2 --seed 3',
+  peerRmaAfter: 'vphi-scif source --node 2 --source-port 2010 --rounds 3 --max-size 262144 --seed 3',
+} as const;
+
+export const CARDS: Suite = {
+  name: 'cards',
+  summary: 'two cards in one guest: both online, SCIF P2P (card-to-card DIAL to the echo service, card-to-card RMA through peer-rma), services on node 2, card 2 reset alone and paired again',
+  kernel: 'mic',
+  commands: Object.values(CARDS_CMD),
+  commandTimeoutS: 300,
+  timeoutMs: 900_000,
+  memoryMiB: 768,
+  card: { apertureSize: APERTURE, services: 'all,peer-rma', count: 2 },
+};
+
 /** Every suite, in the order `vphi test` runs them. */
-export const SUITES: readonly Suite[] = [PROBE, DMA, MIC, MIC_INTX, SCIF, RMA, FAULT];
+export const SUITES: readonly Suite[] = [PROBE, DMA, MIC, MIC_INTX, SCIF, RMA, FAULT, CARDS];
 
 export interface RunSuiteOptions {
   /** The MIC guest kernel; a MIC suite needs it, a Debian suite ignores it. */
