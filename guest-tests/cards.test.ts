@@ -19,6 +19,7 @@
  * Env: MIC_GUEST_KERNEL (else ~/.cache/vphi/bzImage; none: "SKIP: no MIC
  * guest kernel"), VPHI_SCIF_ONLINE_TIMEOUT (seconds, 30).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GuestResult } from './guest.ts';
 import { findResult } from './ktap.ts';
@@ -27,11 +28,17 @@ import { CARDS, CARDS_CMD as CMD, runSuite } from './suites.ts';
 
 const kernel = micSuiteKernel();
 const ready = micSuiteReady(kernel);
+/** The kernel's config beside it (build-guest-kernel writes bzImage.config), if there is one. */
+const kconfig = kernel && existsSync(`${kernel}.config`) ? readFileSync(`${kernel}.config`, 'utf8') : null;
 
 describe.skipIf(!ready)('two cards: SCIF P2P with the Linux host stack', () => {
   let guest: MicGuest;
   let run: GuestResult;
   beforeAll(async () => {
+    // scif_p2p_setsg() oopses on a kernel without it (guest-tests/mic.config): say so rather than boot.
+    if (kconfig && !/^CONFIG_SPARSEMEM_VMEMMAP=y$/m.test(kconfig)) {
+      throw new Error(`${kernel}: CONFIG_SPARSEMEM_VMEMMAP is not set, and SCIF P2P needs it; rebuild the kernel with scripts/build-guest-kernel (guest-tests/mic.config has it)`);
+    }
     guest = await runSuite(CARDS, { kernel: kernel! });
     run = guest.run;
   }, CARDS.timeoutMs + 30_000);
