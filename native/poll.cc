@@ -41,6 +41,19 @@ uv_loop_t* LoopOf(napi_env env) {
   return loop;
 }
 
+// Answers request `req` with an error reply carrying `err`; false if it could not be sent.
+bool SendErrorReply(int fd, const struct vfio_user_header& req, int err, int flags) {
+  struct vfio_user_header reply;
+  memset(&reply, 0, sizeof reply);
+  reply.msg_id = req.msg_id;
+  reply.cmd = req.cmd;
+  reply.msg_size = sizeof reply;
+  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
+  reply.flags.error = 1;
+  reply.error_no = err;
+  return send(fd, &reply, sizeof reply, flags | MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof reply);
+}
+
 // Reads what a refused client sent first; if it is a message header, answers
 // it with an EBUSY error reply. True once done (the fd may be closed).
 bool AnswerRefused(int fd) {
@@ -57,15 +70,7 @@ bool AnswerRefused(int fd) {
     if (m <= 0) break;
     rest -= static_cast<size_t>(m);
   }
-  struct vfio_user_header reply;
-  memset(&reply, 0, sizeof reply);
-  reply.msg_id = hdr.msg_id;
-  reply.cmd = hdr.cmd;
-  reply.msg_size = sizeof reply;
-  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
-  reply.flags.error = 1;
-  reply.error_no = EBUSY;
-  (void)!send(fd, &reply, sizeof reply, MSG_DONTWAIT | MSG_NOSIGNAL);
+  SendErrorReply(fd, hdr, EBUSY, MSG_DONTWAIT);
   return true;
 }
 
@@ -547,17 +552,7 @@ bool Context::RejectBadRequest(bool* nothing) {
     shutdown(fd, SHUT_RDWR);
     return true;
   }
-  if (!hdr.flags.no_reply) {
-    struct vfio_user_header reply;
-    memset(&reply, 0, sizeof reply);
-    reply.msg_id = hdr.msg_id;
-    reply.cmd = hdr.cmd;
-    reply.msg_size = sizeof reply;
-    reply.flags.type = VFIO_USER_F_TYPE_REPLY;
-    reply.flags.error = 1;
-    reply.error_no = EINVAL;
-    if (send(fd, &reply, sizeof reply, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof reply)) shutdown(fd, SHUT_RDWR);
-  }
+  if (!hdr.flags.no_reply && !SendErrorReply(fd, hdr, EINVAL, 0)) shutdown(fd, SHUT_RDWR);
   return true;
 }
 

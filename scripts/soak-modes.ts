@@ -4,23 +4,13 @@
  * (guest-tests/serve-guest.ts), whose fds, memfds and RSS are read from /proc.
  */
 import { killWhileOnline, resetViaMonitor, startMicQemu, startServe, waitLines, waitStatus, cardIdle, type Check, type ProcStats, type ServeProc } from '../guest-tests/serve-guest.ts';
+import { rng } from '../src/testing/rng.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 const fmt = (p: ProcStats) => `fds=${p.fds} memfds=${p.memfds} rss=${mib(p.rssKiB)} MiB (anon ${mib(p.anonKiB)}, shmem ${mib(p.shmemKiB)})`;
 const secs = (t0: number) => ((Date.now() - t0) / 1000).toFixed(0);
 
-/** A small deterministic PRNG (mulberry32) for the kill moments. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const guestLog = (l: string) => {
   if (/^not ok|^# .*(failed|killed)|Kernel panic|BUG:|WARNING:/.test(l)) out(`  guest: ${l.trim()}`);

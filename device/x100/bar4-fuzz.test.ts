@@ -14,21 +14,12 @@ import { DCHERR, DCHERRMSK, DCR_OFFSET, DHPR, DRAR_HI, DRAR_LO, DMA_CHANNELS, dm
 import { LinuxDmaChannel, makeDmaRig } from './dma/testing.ts';
 import { SYSTEM_WINDOW_BASE } from './smpt/regs.ts';
 import { makeCard } from './testing.ts';
+import { rng } from '../../src/testing/rng.ts';
 
 const SCALE = Number(process.env.VPHI_FUZZ_ITERS ?? 1000) / 1000;
 const ACCESSES = Math.round(1_000_000 * SCALE);
 const RING_ROUNDS = Math.round(3000 * SCALE);
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const BAR4_SIZE = 0x20000;
 // Blocks worth hitting often: SMPT, RGCR, interrupts, DMA, doorbells, scratchpads.

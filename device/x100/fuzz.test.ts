@@ -7,17 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { patternFill } from '../../src/pattern.ts';
 import { makeCard } from './testing.ts';
+import { rng } from '../../src/testing/rng.ts';
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 // Offsets worth hitting often: the registers the drivers use.
 const HOT = [

@@ -41,22 +41,13 @@ import {
 } from './fuzz-client.ts';
 import { nativeAvailable, nativeLoadError } from './native.ts';
 import { fdClientAvailable } from './raw-client.ts';
+import { rng } from '../testing/rng.ts';
 
 const ITERS = Number(process.env.VPHI_FUZZ_ITERS ?? 1000);
 const SEEDS = process.env.VPHI_FUZZ_SEED ? [Number(process.env.VPHI_FUZZ_SEED)] : [0x5eed1, 0x5eed2];
 
 const skip = !nativeAvailable() ? nativeLoadError() : !fdClientAvailable() ? 'python3 >= 3.10 missing' : undefined;
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 // The card as the server declares it (x100Spec, 16 MiB aperture).
 const APERTURE = 16 << 20;
