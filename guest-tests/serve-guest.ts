@@ -359,12 +359,7 @@ export async function killWhileOnline(s: ServeProc, kernel: string, q?: RunningQ
   }
   const before = await s.status();
   check('online-before-kill', cardOnline(before), JSON.stringify(before.boot));
-  const detached = s.detaches();
-  q.kill();
-  await q.exited;
-  await s.until('client detached', () => s.detaches() > detached, 30_000);
-  const { status } = await waitStatus(s, (st) => st.boot.state === 'ready', 10_000);
-  const idle = cardIdle(status);
+  const { idle } = await killAndAwaitReset(s, q);
   check('reset-after-kill', idle === null, idle ?? '');
   check('server-alive', s.alive());
   const tests = ['mic-scif-boot', RMA_CHECK];
@@ -379,4 +374,14 @@ export async function killWhileOnline(s: ServeProc, kernel: string, q?: RunningQ
   }
   await s.until('the next guest detached', () => s.detaches() > gone, 30_000);
   return { checks };
+}
+
+/** SIGKILL `q`, wait until the server saw it detach and the card is `ready`: the card's status and why it is not idle (null: idle). */
+export async function killAndAwaitReset(s: ServeProc, q: RunningQemu): Promise<{ status: CardStatusView; idle: string | null }> {
+  const detached = s.detaches();
+  q.kill();
+  await q.exited;
+  await s.until('client detached', () => s.detaches() > detached, 30_000);
+  const { status } = await waitStatus(s, (st) => st.boot.state === 'ready', 10_000);
+  return { status, idle: cardIdle(status) };
 }

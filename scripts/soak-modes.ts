@@ -3,7 +3,7 @@
  * the usage): MIC guests against one `vphi serve` process
  * (guest-tests/serve-guest.ts), whose fds, memfds and RSS are read from /proc.
  */
-import { killWhileOnline, resetViaMonitor, startMicQemu, startServe, waitLines, waitStatus, cardIdle, type Check, type ProcStats, type ServeProc } from '../guest-tests/serve-guest.ts';
+import { killAndAwaitReset, killWhileOnline, resetViaMonitor, startMicQemu, startServe, waitLines, type Check, type ProcStats, type ServeProc } from '../guest-tests/serve-guest.ts';
 import { rng } from '../src/testing/rng.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -57,12 +57,7 @@ export async function soakKill(kernel: string, kills: number, seed: number): Pro
         await q.exited;
         throw e;
       }
-      const detached = s.detaches();
-      q.kill();
-      await q.exited;
-      await s.until('client detached', () => s.detaches() > detached, 30_000);
-      const { status } = await waitStatus(s, (st) => st.boot.state === 'ready', 10_000);
-      const idle = cardIdle(status);
+      const { status, idle } = await killAndAwaitReset(s, q);
       const alive = s.alive();
       const p = s.stats();
       after.push(p);

@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onJsonLines } from './raw-client.ts';
 
 /** vfio-user commands (libvfio-user's enum vfio_user_command). */
 export const VFIO_USER = {
@@ -245,7 +246,6 @@ for line in sys.stdin:
 
 export class FuzzClient {
   private waiting: ((m: Record<string, unknown>) => void)[] = [];
-  private buf = '';
   private nextId = 1;
   /** Replies, closes and timeouts seen, by kind (for the test's summary). */
   readonly seen = { reply: 0, error: 0, closed: 0, timeout: 0, reconnects: 0 };
@@ -254,15 +254,7 @@ export class FuzzClient {
     private readonly child: ChildProcess,
     readonly socketPath: string,
   ) {
-    child.stdout!.on('data', (d: Buffer) => {
-      this.buf += d.toString();
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const m = JSON.parse(this.buf.slice(0, i)) as Record<string, unknown>;
-        this.buf = this.buf.slice(i + 1);
-        this.waiting.shift()?.(m);
-      }
-    });
+    onJsonLines(child, (m) => this.waiting.shift()?.(m));
     child.on('exit', () => {
       for (const w of this.waiting.splice(0)) w({ error: 'transport exited' });
     });

@@ -302,19 +302,10 @@ export function fdClientAvailable(): boolean {
 
 export class FdClient extends VfioClient {
   private waiting: ((m: Record<string, unknown>) => void)[] = [];
-  private buf = '';
 
   private constructor(private readonly child: ChildProcess) {
     super();
-    child.stdout!.on('data', (d: Buffer) => {
-      this.buf += d.toString();
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const m = JSON.parse(this.buf.slice(0, i)) as Record<string, unknown>;
-        this.buf = this.buf.slice(i + 1);
-        this.waiting.shift()?.(m);
-      }
-    });
+    onJsonLines(child, (m) => this.waiting.shift()?.(m));
     child.on('exit', () => {
       for (const w of this.waiting.splice(0)) w({ error: -1, exited: true });
     });
@@ -371,4 +362,18 @@ export class FdClient extends VfioClient {
   kill(): void {
     this.child.kill();
   }
+}
+
+/** `fn` for each JSON line a child process writes to stdout (the Python fd helpers' replies). */
+export function onJsonLines(child: ChildProcess, fn: (m: Record<string, unknown>) => void): void {
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const m = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
+      buf = buf.slice(i + 1);
+      fn(m);
+    }
+  });
 }
