@@ -64,19 +64,20 @@ export class CardAddressSpace {
     while (a < end) {
       const n = Number(Smpt.bytesToPageEnd(a) < end - a ? Smpt.bytesToPageEnd(a) : end - a);
       const hostAddr = this.smpt.translate(a);
-      const peer = this.peers?.view(hostAddr, n);
-      if (peer) {
-        out.push({ addr: a, view: peer });
-        a += BigInt(n);
-        continue;
-      }
-      try {
-        out.push({ addr: a, view: this.host.view(hostAddr, n, write) });
-      } catch (e) {
-        if (e instanceof HostMemoryError) {
-          throw new CardAddressError(`card address ${hex(a)} (SMPT${Smpt.entryOf(a)} → host ${hex(hostAddr)}): ${e.message}`, a);
+      // Guest RAM first: it is where nearly every access goes, and a peer
+      // card's BAR is never fd-mapped guest RAM (QEMU offers it without an fd).
+      const view = this.host.tryView(hostAddr, n, write) ?? this.peers?.view(hostAddr, n);
+      if (view) {
+        out.push({ addr: a, view });
+      } else {
+        try {
+          this.host.view(hostAddr, n, write); // throws, saying why
+        } catch (e) {
+          if (e instanceof HostMemoryError) {
+            throw new CardAddressError(`card address ${hex(a)} (SMPT${Smpt.entryOf(a)} → host ${hex(hostAddr)}): ${e.message}`, a);
+          }
+          throw e;
         }
-        throw e;
       }
       a += BigInt(n);
     }

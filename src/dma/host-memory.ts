@@ -94,6 +94,19 @@ export class HostMemory {
     throw new HostMemoryError(`no guest memory mapped at ${hex(iova)}+${len}`, iova, len);
   }
 
+  /** view() without the error: null where view() would throw (a peer card's BAR is looked for next). */
+  tryView(iova: bigint, len: number, write = false): Uint8Array | null {
+    const end = iova + BigInt(len);
+    for (const r of this.regions) {
+      if (iova >= r.iova && end <= r.end) {
+        const off = Number(iova - r.iova);
+        if (!r.bytes || (write && !(r.prot & 2)) || r.bytes.byteLength < off + len) return null;
+        return r.bytes.subarray(off, off + len);
+      }
+    }
+    return null;
+  }
+
   read(iova: bigint, dst: Uint8Array): void {
     dst.set(this.view(iova, dst.byteLength));
   }

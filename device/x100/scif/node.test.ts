@@ -33,8 +33,9 @@ describe('SCIF node bring-up', () => {
     const dpIova = h.dpIova;
     const snaps: { db: number; addr: bigint }[] = [];
     const stores: { iova: bigint; len: number }[] = [];
-    const view = h.env.host.view.bind(h.env.host);
-    h.env.host.view = (iova: bigint, len: number, write = false) => {
+    // The card reaches guest RAM through HostMemory.tryView() (memory.ts).
+    const view = h.env.host.tryView.bind(h.env.host);
+    h.env.host.tryView = (iova: bigint, len: number, write = false) => {
       const d = h.devicePage();
       snaps.push({ db: d.h2cScifDb, addr: d.scifCardDmaAddr });
       if (write && iova >= dpIova && iova < dpIova + 24n) stores.push({ iova: iova - dpIova, len });
