@@ -314,15 +314,11 @@ export class Endpoints {
    */
   nodeGone(reset: boolean): void {
     for (const ep of this.byHandle.values()) {
-      if (ep.state === 'CONNECTED' || ep.state === 'MAPPING' || ep.state === 'CONNECTING' || ep.state === 'CLOSING') {
-        ep.state = 'DISCONNECTED';
-      }
-      if (ep.qp) ep.qp.outbound = null;
       if (reset) {
         ep.dead = true;
         ep.qp = null;
       }
-      ep.wq.wake();
+      this.disconnect(ep);
     }
     if (reset) {
       this.session++;
@@ -336,12 +332,14 @@ export class Endpoints {
    * its connections become DISCONNECTED; nothing more is written to it.
    */
   peerGone(node: number): void {
-    for (const ep of this.byHandle.values()) {
-      if (ep.peer?.node !== node) continue;
-      if (ep.state === 'CONNECTED' || ep.state === 'MAPPING' || ep.state === 'CONNECTING' || ep.state === 'CLOSING') ep.state = 'DISCONNECTED';
-      if (ep.qp) ep.qp.outbound = null;
-      ep.wq.wake();
-    }
+    for (const ep of this.byHandle.values()) if (ep.peer?.node === node) this.disconnect(ep);
+  }
+
+  /** The peer is gone under `ep` (scif_invalidate_ep()): a live connection becomes DISCONNECTED, nothing more goes out. */
+  private disconnect(ep: CardEndpoint): void {
+    if (ep.state === 'CONNECTED' || ep.state === 'MAPPING' || ep.state === 'CONNECTING' || ep.state === 'CLOSING') ep.state = 'DISCONNECTED';
+    if (ep.qp) ep.qp.outbound = null;
+    ep.wq.wake();
   }
 
   // ---- queue pairs ----
