@@ -280,10 +280,7 @@ describe('card-crash', () => {
     expect(h.card.crashed).toBe(false);
     expect(h.card.scif.state).toBe('off');
     expect(h.card.bar4.get('POSTCODE')).toBe(POSTCODE_READY);
-    const dv = new DataView(h.ram.buffer, h.dp.off, 24);
-    dv.setUint8(6, 0xff);
-    dv.setBigUint64(16, 0n, true);
-    h.scifProbe();
+    h.restart();
     const cosm = [...h.endpoints.values()].find((e) => e.state === 'LISTENING' && e.port === SCIF_COSM_LISTEN_PORT)!;
     await h.bringUp();
     await h.settle();

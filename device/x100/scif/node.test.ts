@@ -152,11 +152,7 @@ describe('SCIF node bring-up', () => {
       h.finishRemove();
       h.resetCard();
       await h.advance(200);
-      // _mic_start(): mic_bootparam_init(), scif_probe() again.
-      const dv = new DataView(h.ram.buffer, h.dp.off, 24);
-      dv.setUint8(6, 0xff);
-      dv.setBigUint64(16, 0n, true);
-      h.scifProbe();
+      h.restart();
     }
     expect(h.card.bootstrap.boots).toBe(10);
   });

@@ -106,11 +106,7 @@ describe('SCIF P2P between two cards (scif_node_add(), scif_node_add_ack())', ()
     h2.finishRemove();
     h2.resetCard();
     await f.advance(200);
-    // _mic_start(): mic_bootparam_init(), scif_probe() again, then the boot interrupt.
-    const dv = new DataView(h2.ram.buffer, h2.dp.off, 24);
-    dv.setUint8(6, 0xff);
-    dv.setBigUint64(16, 0n, true);
-    h2.scifProbe();
+    h2.restart();
     h2.boot();
     await f.advance(1500);
     expect(h2.alive).toBe(true);

@@ -323,6 +323,14 @@ export class LinuxScifHost {
     this.w(APICICR_LO(7), 0x20e5);
   }
 
+  /** _mic_start() after a reset: mic_bootparam_init() clears h2c_scif_db and scif_card_dma_addr, then scif_probe() again. */
+  restart(): void {
+    const dv = this.dv(this.dp, 24);
+    dv.setUint8(6, 0xff);
+    dv.setBigUint64(16, 0n, true);
+    this.scifProbe();
+  }
+
   /** cosm_hw_reset() → _mic_reset(): SPAD2 = 0, RGCR bit 0. */
   resetCard(): void {
     this.w(SPAD(2), 0);
