@@ -428,6 +428,12 @@ void Context::NoteUpperBarWrite(uint64_t offset, uint32_t count, const uint8_t* 
   }
 }
 
+// addr + size past 2^64, or a size of 2^63 or more (dma_controller_add_region()'s pointer arithmetic).
+static bool RangeOverflows(uint64_t addr, uint64_t size) {
+  uint64_t end;
+  return __builtin_add_overflow(addr, size, &end) || size > INT64_MAX;
+}
+
 // Requests that libvfio-user mishandles badly enough to take the server
 // down, found by src/binding/fuzz.test.ts (under ASan, npm run fuzz):
 // - VFIO_USER_DEVICE_SET_IRQS: device_set_irqs_validate() checks start +
@@ -517,11 +523,10 @@ bool Context::RejectBadRequest(bool* nothing) {
              peeked >= sizeof(struct vfio_user_dma_unmap)) {
     struct vfio_user_dma_unmap unmap;
     memcpy(&unmap, peek + sizeof hdr, sizeof unmap);
-    uint64_t end;
     if (unmap.flags == VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP &&
         bodySize < sizeof(struct vfio_user_dma_unmap) + sizeof(struct vfio_user_bitmap)) {
       why = "VFIO_USER_DMA_UNMAP asks for a dirty bitmap but has none";
-    } else if (__builtin_add_overflow(unmap.addr, unmap.size, &end) || unmap.size > INT64_MAX) {
+    } else if (RangeOverflows(unmap.addr, unmap.size)) {
       why = "VFIO_USER_DMA_UNMAP addr + size overflows";
     }
   } else if (hdr.cmd == VFIO_USER_DMA_MAP && bodySize > 0 && bodySize < sizeof(struct vfio_user_dma_map)) {
@@ -530,8 +535,7 @@ bool Context::RejectBadRequest(bool* nothing) {
              peeked >= sizeof(struct vfio_user_dma_map)) {
     struct vfio_user_dma_map map;
     memcpy(&map, peek + sizeof hdr, sizeof map);
-    uint64_t end;
-    if (__builtin_add_overflow(map.addr, map.size, &end) || map.size > INT64_MAX) {
+    if (RangeOverflows(map.addr, map.size)) {
       why = "VFIO_USER_DMA_MAP addr + size overflows";
     }
   }
