@@ -187,6 +187,7 @@ Napi::Function Context::DefineClass(Napi::Env env) {
           InstanceMethod<&Context::ReadConfig>("readConfig"),
           InstanceMethod<&Context::SetLogLevel>("setLogLevel"),
           InstanceMethod<&Context::Attached>("attached"),
+          InstanceMethod<&Context::SetDirectReads>("directReads"),
           InstanceMethod<&Context::Close>("close"),
       });
 }
@@ -348,6 +349,75 @@ Napi::Value Context::ReadConfig(const Napi::CallbackInfo& info) {
   uint32_t v = 0;
   for (int64_t i = len - 1; i >= 0; i--) v = (v << 8) | cfg[offset + i];
   return Napi::Number::New(env, v);
+}
+
+namespace {
+
+// table[name] as a typed array of `type` with at least `min` elements.
+Napi::TypedArray TableArray(Napi::Env env, const Napi::Object& table, const char* name,
+                            napi_typedarray_type type, size_t min) {
+  Napi::Value v = table.Get(name);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    throw Napi::TypeError::New(env, std::string("directReads: ") + name + " must be a" +
+                                        (type == napi_int32_array ? "n Int32Array" : " Uint32Array"));
+  }
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  if (a.ElementLength() < min) {
+    throw Napi::RangeError::New(env, std::string("directReads: ") + name + " has " +
+                                         std::to_string(a.ElementLength()) + " elements, needs " +
+                                         std::to_string(min));
+  }
+  return a;
+}
+
+template <typename T>
+T* ArrayData(Napi::TypedArray a) {
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+
+}  // namespace
+
+// directReads(index, table | null)
+Napi::Value Context::SetDirectReads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) throw Napi::Error::New(env, "context is closed");
+  const int index = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+  if (index < 0 || index >= kMaxRegions || opt_.regions[index].kind != RegionSpec::Kind::Trapped) {
+    throw Napi::RangeError::New(env, "directReads: region " + std::to_string(index) + " is not trapped");
+  }
+  DirectTable& t = direct_[index];
+  if (info[1].IsNull() || info[1].IsUndefined()) {
+    t.Release();
+    return env.Undefined();
+  }
+  if (!info[1].IsObject()) throw Napi::TypeError::New(env, "directReads(index, table | null)");
+  Napi::Object table = info[1].As<Napi::Object>();
+  const size_t dwords = opt_.regions[index].size / 4;
+  Napi::TypedArray slot = TableArray(env, table, "slot", napi_int32_array, dwords);
+  Napi::TypedArray value = TableArray(env, table, "value", napi_uint32_array, 0);
+  const size_t slots = value.ElementLength();
+  Napi::TypedArray spinValue = TableArray(env, table, "spinValue", napi_uint32_array, slots);
+  Napi::TypedArray spinReads = TableArray(env, table, "spinReads", napi_uint32_array, slots);
+  Napi::TypedArray spinThreshold = TableArray(env, table, "spinThreshold", napi_uint32_array, 1);
+  const int32_t* s = ArrayData<int32_t>(slot);
+  for (size_t d = 0; d < dwords; d++) {
+    if (s[d] >= 0 && static_cast<size_t>(s[d]) >= slots) {
+      throw Napi::RangeError::New(env, "directReads: slot[" + std::to_string(d) + "] is " +
+                                           std::to_string(s[d]) + ", past the " +
+                                           std::to_string(slots) + " values");
+    }
+  }
+  t.Release();
+  Napi::TypedArray arrays[5] = {slot, value, spinValue, spinReads, spinThreshold};
+  for (int i = 0; i < 5; i++) t.keep[i] = Napi::Persistent(arrays[i]);
+  t.slot = s;
+  t.dwords = dwords;
+  t.value = ArrayData<uint32_t>(value);
+  t.spinValue = ArrayData<uint32_t>(spinValue);
+  t.spinReads = ArrayData<uint32_t>(spinReads);
+  t.spinThreshold = ArrayData<uint32_t>(spinThreshold);
+  t.slots = slots;
+  return env.Undefined();
 }
 
 Napi::Value Context::SetLogLevel(const Napi::CallbackInfo& info) {

@@ -289,6 +289,7 @@ std::string Context::DetachView(Napi::Reference<Napi::ArrayBuffer>& memory) {
 
 // Detach the JS views of our memfd mappings, then unmap and close them.
 void Context::ReleaseMemory() {
+  for (DirectTable& t : direct_) t.Release();
   for (Region& r : regions_) {
     DetachView(r.memory);
     if (r.map != nullptr) munmap(r.map, r.size);

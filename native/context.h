@@ -77,6 +77,32 @@ struct DmaEntry {
   Napi::Reference<Napi::ArrayBuffer> memory;  // empty for message-based DMA
 };
 
+// A trapped region's DirectReads (types.ts): the register file's arrays,
+// referenced while set. Entries are bounds-checked at every read (JS may
+// change them at any time).
+struct DirectTable {
+  Napi::Reference<Napi::TypedArray> keep[5];
+  const int32_t* slot = nullptr;  // null: not set
+  size_t dwords = 0;
+  const uint32_t* value = nullptr;
+  uint32_t* spinValue = nullptr;
+  uint32_t* spinReads = nullptr;
+  const uint32_t* spinThreshold = nullptr;
+  size_t slots = 0;
+  void Release() {
+    for (auto& k : keep) k.Reset();
+    slot = nullptr;
+    dwords = slots = 0;
+  }
+};
+
+// The start of the next request, peeked (poll.cc): its header, and the whole
+// of a region access of up to 64 bytes.
+struct Peeked {
+  ssize_t got = 0;
+  uint8_t bytes[sizeof(struct vfio_user_header) + sizeof(struct vfio_user_region_access) + 64];
+};
+
 struct Poll;  // poll.cc
 struct Refusal;
 
@@ -116,6 +142,7 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value ReadConfig(const Napi::CallbackInfo& info);
   Napi::Value SetLogLevel(const Napi::CallbackInfo& info);
   Napi::Value Attached(const Napi::CallbackInfo& info);
+  Napi::Value SetDirectReads(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   int ActiveType() const;
@@ -146,8 +173,13 @@ class Context : public Napi::ObjectWrap<Context> {
   void StopConnPoll();
   void StopAllPolls();
   void Refuse();
-  void RunRequests();
-  bool RejectBadRequest(bool* nothing);
+  void RunRequests(Peeked* first);
+  bool RejectBadRequest(int fd, Peeked* next);
+  enum class Served { No, More, Yield };
+  Served ServeTrappedAccess(int fd, const Peeked& next, bool directOnly);
+  bool DirectRead(uint32_t region, uint64_t offset, uint32_t count, uint8_t* out);
+  enum class Batch { Done, NeedsJs };
+  Batch ServeDirectReads(Peeked* next);
   void NoteUpperBarWrite(uint64_t offset, uint32_t count, const uint8_t* data, size_t have);
   void Disconnected();
   void EmitConnection(bool attached);
@@ -183,6 +215,7 @@ class Context : public Napi::ObjectWrap<Context> {
   napi_async_context asyncContext_ = nullptr;
 
   Region regions_[kMaxRegions];
+  DirectTable direct_[kMaxRegions];
   std::vector<DmaEntry> dma_;
   size_t configSize_ = 0;
   std::vector<uint8_t> pristineConfig_;  // config space as set up, restored on reset

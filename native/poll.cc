@@ -334,23 +334,60 @@ void Context::OnListenReadable() {
 
 void Context::OnConnReadable() {
   if (closed_ || closeRequested_ || !attached_) return;
+  // Reads that directReads() serves need no JavaScript: no callback scope,
+  // no onPoll, unless something else comes in the same batch.
+  Peeked next;
+  if (ServeDirectReads(&next) == Batch::Done) return;
   Dispatch([&]() {
-    RunRequests();
+    RunRequests(&next);
     // One batch served: the caller may retry what waited for the client.
     if (closed_ || closeRequested_ || onPoll_.IsEmpty()) return;
     CallJs("onPoll", [&]() { onPoll_.Call(callbacks_.Value(), 0, nullptr); });
   });
 }
 
-void Context::RunRequests() {
+namespace {
+
+// Peeks at the next request; false when there is nothing to read yet.
+bool PeekNext(int fd, Peeked* next) {
+  next->got = recv(fd, next->bytes, sizeof next->bytes, MSG_PEEK | MSG_DONTWAIT);
+  return !(next->got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+}  // namespace
+
+// Serves requests while they are direct reads. NeedsJs leaves the first
+// other request's peek in *next for RunRequests().
+Context::Batch Context::ServeDirectReads(Peeked* next) {
+  for (int i = 0; i < kMaxRequestsPerWakeup; i++) {
+    const int fd = vfu_get_poll_fd(vfu_);
+    if (fd < 0 || !PeekNext(fd, next)) return Batch::Done;
+    switch (ServeTrappedAccess(fd, *next, true)) {
+      case Served::More: continue;
+      case Served::Yield: return Batch::Done;
+      case Served::No: return Batch::NeedsJs;
+    }
+  }
+  return Batch::Done;  // level-triggered: the rest on the next wake-up
+}
+
+void Context::RunRequests(Peeked* first) {
   for (int i = 0; i < kMaxRequestsPerWakeup; i++) {
     if (closed_ || closeRequested_ || !attached_) return;
-    int rc, err;
-    bool nothing = false;
-    if (RejectBadRequest(&nothing)) continue;
+    const int fd = vfu_get_poll_fd(vfu_);
+    if (fd < 0) return;
+    Peeked peeked;
+    Peeked& next = i == 0 && first != nullptr ? *first : peeked;
     // Nothing to read yet: return to the poll rather than let libvfio-user
     // read a request that arrives meanwhile unchecked.
-    if (nothing) return;
+    if (&next == &peeked && !PeekNext(fd, &next)) return;
+    if (RejectBadRequest(fd, &next)) continue;
+    switch (ServeTrappedAccess(fd, next, false)) {
+      case Served::More: continue;
+      case Served::Yield: return;
+      case Served::No: break;
+    }
+    int rc, err;
     {
       VfuGuard guard(this);
       rc = vfu_run_ctx(vfu_);
@@ -367,6 +404,104 @@ void Context::RunRequests() {
     Emit(LOG_ERR, "vphi: serving a vfio-user request failed: " + ErrnoText(err));
     return;
   }
+}
+
+// An aligned read of whole dwords that directReads() covers, into `out`:
+// the stored values, with SpinWatch.read()'s bookkeeping. False (nothing
+// changed) when a dword has no slot, or when a read would bring a slot to
+// the spin threshold: onAccess then serves it and warns.
+bool Context::DirectRead(uint32_t region, uint64_t offset, uint32_t count, uint8_t* out) {
+  const DirectTable& t = direct_[region];
+  constexpr uint32_t kMaxDwords = (sizeof(Peeked::bytes) - sizeof(struct vfio_user_header) - sizeof(struct vfio_user_region_access)) / 4;
+  if (t.slot == nullptr || (offset & 3) != 0 || (count & 3) != 0 || count == 0 || count / 4 > kMaxDwords) return false;
+  const uint64_t first = offset / 4;
+  const uint32_t n = count / 4;
+  if (first + n > t.dwords) return false;
+  const uint32_t threshold = *t.spinThreshold;
+  uint32_t slot[kMaxDwords];
+  for (uint32_t i = 0; i < n; i++) {
+    const int32_t s = t.slot[first + i];
+    if (s < 0 || static_cast<size_t>(s) >= t.slots) return false;
+    const uint32_t reads = t.spinReads[s];
+    if (threshold != 0 && reads != 0 && t.spinValue[s] == t.value[s] && reads + 1 == threshold) return false;
+    slot[i] = static_cast<uint32_t>(s);
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    const uint32_t s = slot[i];
+    const uint32_t v = t.value[s];
+    memcpy(out + 4 * i, &v, sizeof v);  // little-endian, as the wire
+    if (threshold == 0) continue;
+    if (t.spinReads[s] == 0 || t.spinValue[s] != v) {
+      t.spinValue[s] = v;
+      t.spinReads[s] = 1;
+    } else if (t.spinReads[s] < threshold) {
+      t.spinReads[s]++;
+    }
+  }
+  return true;
+}
+
+// A REGION_READ or REGION_WRITE of a trapped BAR that the peek holds whole
+// is served here, with handle_region_access()'s checks and reply, in one
+// recv() and one send() instead of vfu_run_ctx()'s recvmsg(), recv(),
+// sendmsg() and three allocations. Anything else (config space, the memfd
+// BARs, an access that libvfio-user would refuse, a larger one) is left to
+// libvfio-user. A read that DirectRead() serves calls no JavaScript;
+// directOnly serves nothing else. Yield when the peek saw nothing after
+// this request and the client waits for our reply: it cannot have sent
+// more yet.
+Context::Served Context::ServeTrappedAccess(int fd, const Peeked& next, bool directOnly) {
+  struct vfio_user_header hdr;
+  struct vfio_user_region_access ra;
+  if (next.got < static_cast<ssize_t>(sizeof hdr + sizeof ra)) return Served::No;
+  memcpy(&hdr, next.bytes, sizeof hdr);
+  memcpy(&ra, next.bytes + sizeof hdr, sizeof ra);
+  if (hdr.flags.type != VFIO_USER_F_TYPE_COMMAND) return Served::No;
+  if (hdr.cmd != VFIO_USER_REGION_READ && hdr.cmd != VFIO_USER_REGION_WRITE) return Served::No;
+  if (hdr.msg_size < sizeof hdr + sizeof ra || hdr.msg_size > static_cast<size_t>(next.got)) return Served::No;
+  if (ra.region >= kMaxRegions || opt_.regions[ra.region].kind != RegionSpec::Kind::Trapped) return Served::No;
+  const bool isWrite = hdr.cmd == VFIO_USER_REGION_WRITE;
+  const size_t data = hdr.msg_size - sizeof hdr - sizeof ra;
+  if (ra.count == 0 || data != (isWrite ? ra.count : 0)) return Served::No;
+  if (ra.count > sizeof next.bytes - sizeof hdr - sizeof ra) return Served::No;  // a read's reply must fit `out`
+  const size_t size = opt_.regions[ra.region].size;
+  if (ra.offset > size || ra.count > size - ra.offset) return Served::No;
+
+  uint8_t out[sizeof next.bytes];
+  uint8_t* const readData = out + sizeof hdr + sizeof ra;
+  const bool direct = !isWrite && DirectRead(ra.region, ra.offset, ra.count, readData);
+  if (directOnly && !direct) return Served::No;
+  uint8_t in[sizeof next.bytes];
+  if (recv(fd, in, hdr.msg_size, MSG_DONTWAIT) != static_cast<ssize_t>(hdr.msg_size)) {
+    shutdown(fd, SHUT_RDWR);  // cannot be (it was peeked): out of step, vfu_run_ctx sees the end
+    return Served::More;
+  }
+  struct vfio_user_header reply;
+  memset(&reply, 0, sizeof reply);
+  reply.msg_id = hdr.msg_id;
+  reply.cmd = hdr.cmd;
+  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
+  reply.msg_size = sizeof reply + sizeof ra + (isWrite ? 0 : ra.count);
+  {
+    VfuGuard guard(this);  // a close() from the callback waits for the reply, as in vfu_run_ctx
+    uint8_t* buf = isWrite ? in + sizeof hdr + sizeof ra : readData;
+    if (!direct && TrappedAccess(static_cast<int>(ra.region), reinterpret_cast<char*>(buf), ra.count, ra.offset, isWrite) !=
+        static_cast<ssize_t>(ra.count)) {
+      const int err = errno;
+      Emit(LOG_ERR, "msg" + std::to_string(hdr.msg_id) + ": cmd " + std::to_string(hdr.cmd) + " failed: " + ErrnoText(err));
+      if (!hdr.flags.no_reply && !SendErrorReply(fd, hdr, err, 0)) shutdown(fd, SHUT_RDWR);
+      return Served::More;
+    }
+    if (!hdr.flags.no_reply) {
+      memcpy(out, &reply, sizeof reply);
+      memcpy(out + sizeof reply, &ra, sizeof ra);
+      if (send(fd, out, reply.msg_size, MSG_NOSIGNAL) != static_cast<ssize_t>(reply.msg_size)) {
+        shutdown(fd, SHUT_RDWR);  // the next vfu_run_ctx() sees the disconnect
+        return Served::More;
+      }
+    }
+  }
+  return next.got > static_cast<ssize_t>(hdr.msg_size) || hdr.flags.no_reply ? Served::More : Served::Yield;
 }
 
 namespace {
@@ -461,16 +596,10 @@ static bool RangeOverflows(uint64_t addr, uint64_t size) {
 // Such a request is read here, its fds closed, and answered EINVAL before
 // libvfio-user sees it. True when a message was consumed; *nothing when no
 // byte is there yet.
-bool Context::RejectBadRequest(bool* nothing) {
-  const int fd = vfu_get_poll_fd(vfu_);
+bool Context::RejectBadRequest(int fd, Peeked* next) {
   struct vfio_user_header hdr;
-  uint8_t peek[sizeof hdr + sizeof(struct vfio_user_dma_map)] = {};
-  if (fd < 0) return false;
-  ssize_t got = recv(fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
-  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    *nothing = true;
-    return false;
-  }
+  uint8_t* const peek = next->bytes;
+  ssize_t& got = next->got;
   if (got > 0 && got < static_cast<ssize_t>(sizeof hdr)) {
     // A partial header: libvfio-user drops the connection for it (get_msg:
     // ECONNRESET); do so for certain, before the rest can arrive unchecked.
@@ -483,14 +612,14 @@ bool Context::RejectBadRequest(bool* nothing) {
   const size_t bodySize = hdr.msg_size > sizeof hdr ? hdr.msg_size - sizeof hdr : 0;
   const bool checked = hdr.cmd == VFIO_USER_DEVICE_SET_IRQS || hdr.cmd == VFIO_USER_REGION_WRITE ||
                        hdr.cmd == VFIO_USER_DMA_MAP || hdr.cmd == VFIO_USER_DMA_UNMAP;
-  const size_t want = sizeof hdr + std::min(bodySize, sizeof peek - sizeof hdr);
+  const size_t want = sizeof hdr + std::min(bodySize, sizeof next->bytes - sizeof hdr);
   if (checked && static_cast<size_t>(got) < want) {
     // The fields checked below are still on their way: wait for them (the
     // socket's 1 s receive timeout bounds it).
     const ssize_t more = recv(fd, peek, want, MSG_PEEK | MSG_WAITALL);
     if (more > got) got = more;
   }
-  const size_t peeked = static_cast<size_t>(got) - sizeof hdr;
+  const size_t peeked = std::min(static_cast<size_t>(got) - sizeof hdr, bodySize);  // not the next message's bytes
   std::string why;
   if (hdr.cmd == VFIO_USER_DEVICE_SET_IRQS && bodySize >= sizeof(struct vfio_irq_set) &&
       peeked >= sizeof(struct vfio_irq_set)) {

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { MockBinding } from './binding/mock.ts';
 import { DeviceServer } from './server.ts';
-import { memoryTracer } from './trace/tracer.ts';
+import { type Tracer, memoryTracer, untraced } from './trace/tracer.ts';
 import { fakeSpec } from './testing/fake-device.ts';
 import { IRQ_TYPE, REGION } from './binding/types.ts';
 
-function start(tracer = memoryTracer()) {
+function start<T extends Tracer = ReturnType<typeof memoryTracer>>(tracer: T = memoryTracer() as unknown as T) {
   const b = new MockBinding();
   const s = new DeviceServer(b, fakeSpec({ apertureSize: 1 << 20 }), { socketPath: '/tmp/vphi-test.sock', tracer });
   return { b, s, m: b.last, tracer };
@@ -35,6 +35,29 @@ describe('DeviceServer over the mock binding', () => {
       expect.objectContaining({ op: 'r', reg: 'SPAD0', val: 0xc0de0000 }),
       expect.objectContaining({ op: 'r', reg: 'SPAD2', fields: { READY: 1, APIC_ID: 0, DOWNLOAD_ADDR: 0x20 } }),
     ]);
+  });
+
+  it('with tracing off, lets the binding serve plain register reads (directReads) and still warns when the guest spins on one', () => {
+    const warned: [string, string][] = [];
+    const { m } = start(untraced((kind, msg) => warned.push([kind, msg])));
+    m.connect();
+    let calls = 0;
+    const onAccess = m.callbacks.onAccess;
+    m.callbacks.onAccess = (...a) => {
+      calls++;
+      onAccess(...a);
+    };
+    m.write(REGION.BAR4, 0x1ab20, 4, 0xc0de0000); // writes: the register file's
+    expect(calls).toBe(1);
+    expect(m.read(REGION.BAR4, 0x1ab20, 4)).toBe(0xc0de0000);
+    expect(m.read(REGION.BAR4, 0x1ab20, 8)).toBe(0x00000000c0de0000n);
+    expect(calls).toBe(1);
+    m.read(REGION.BAR4, 0x1a020, 4); // DSTAT0 has a read hook (the engine runs first)
+    expect(calls).toBe(2);
+    // The 10,000th read of an unchanged SPAD0 (the 8-byte read was one) reaches the register file, which warns.
+    for (let i = 0; i < 9_998; i++) m.read(REGION.BAR4, 0x1ab20, 4);
+    expect([calls, warned.filter(([k]) => k === 'spin').length]).toEqual([3, 1]);
+    expect(warned.find(([k]) => k === 'spin')?.[1]).toMatch(/SPAD0 10000 times/);
   });
 
   it('serves 8-byte accesses as two registers', () => {

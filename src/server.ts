@@ -176,6 +176,8 @@ export class DeviceServer<D extends DeviceModel> {
     for (const [index, f] of this.device.registerFiles) {
       this.files[index] = f;
       f.tracer = this.tracer;
+      // Plain register reads (SPADs, status words without side effects) are served by the binding itself.
+      this.ctx.directReads(index, f.directReads());
     }
   }
 

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 import { quietCallbacks, testOptions, until } from './raw-client.ts';
 import { IRQ_TYPE, REGION, RESET_TYPE } from './types.ts';
-import type { Binding, ContextCallbacks, ContextOptions, DmaRegionInfo, IrqType, NativeContext } from './types.ts';
+import type { Binding, ContextCallbacks, ContextOptions, DirectReads, DmaRegionInfo, IrqType, NativeContext } from './types.ts';
 
 const EBUSY = 16;
 const EIO = 5;
@@ -450,6 +450,93 @@ export function bindingContract(name: string, subject: () => ContractSubject): v
           expect(rec.of('connection')).toEqual([['connection', true]]);
           expect(ctx.attached()).toBe(true);
           expect((await client.access(REGION.CONFIG, 0, 2)).data.readUInt16LE(0)).toBe(0x8086);
+        });
+      });
+
+      /** A DirectReads table for the 128 KiB BAR4 with `regs` (dword index → value) as its slots. */
+      function table(regs: [number, number][], threshold = 0): DirectReads {
+        const slot = new Int32Array(32 * 1024).fill(-1);
+        regs.forEach(([d], i) => (slot[d] = i));
+        return {
+          slot,
+          value: Uint32Array.from(regs.map(([, v]) => v)),
+          spinValue: new Uint32Array(regs.length),
+          spinReads: new Uint32Array(regs.length),
+          spinThreshold: Uint32Array.of(threshold),
+        };
+      }
+
+      it('serves aligned dword reads from directReads() without onAccess or onPoll; everything else through onAccess', async () => {
+        await withContext(async ({ ctx, rec, client }) => {
+          await client.connect();
+          const t = table([[0x40, 0x11111111], [0x41, 0x22222222], [0x50, 0xcafe0001]]);
+          ctx.directReads(4, t);
+          const before = rec.polls;
+          rec.events.length = 0;
+          const r = await client.access(4, 0x100, 8);
+          expect([r.error, r.data.readUInt32LE(0), r.data.readUInt32LE(4)]).toEqual([0, 0x11111111, 0x22222222]);
+          // The table is read at each access: a change shows at once.
+          t.value[0] = 0x33333333;
+          expect((await client.access(4, 0x100, 4)).data.readUInt32LE(0)).toBe(0x33333333);
+          for (let i = 0; i < 20; i++) expect((await client.access(4, 0x140, 4)).data.readUInt32LE(0)).toBe(0xcafe0001);
+          expect(rec.events).toEqual([]);
+          // Not whole aligned dwords, a dword without a slot, a write, another region: onAccess.
+          await client.access(4, 0x102, 2);
+          await client.access(4, 0x100, 12);
+          await client.access(4, 0x100, Buffer.alloc(4));
+          await client.access(2, 0, 4);
+          expect(rec.of('access')).toEqual([
+            ['access', 4, 0x102, 2, false],
+            ['access', 4, 0x100, 12, false],
+            ['access', 4, 0x100, 4, true],
+            ['access', 2, 0, 4, false],
+          ]);
+          // 22 direct reads and 4 that reached onAccess, then one through libvfio-user: onPoll only for those.
+          await client.access(REGION.CONFIG, 0, 4);
+          await until(() => rec.polls >= before + 5);
+          expect(rec.polls - before).toBeLessThanOrEqual(6);
+          // null: onAccess again.
+          ctx.directReads(4, null);
+          rec.events.length = 0;
+          await client.access(4, 0x100, 4);
+          expect(rec.of('access')).toEqual([['access', 4, 0x100, 4, false]]);
+        });
+      });
+
+      it('directReads() keeps the spin counts and leaves the read that reaches the threshold to onAccess', async () => {
+        await withContext(async ({ ctx, rec, client }) => {
+          await client.connect();
+          const t = table([[0x40, 7]], 3);
+          ctx.directReads(4, t);
+          rec.events.length = 0;
+          await client.access(4, 0x100, 4);
+          await client.access(4, 0x100, 4);
+          expect([rec.of('access').length, t.spinValue[0], t.spinReads[0]]).toEqual([0, 7, 2]);
+          await client.access(4, 0x100, 4); // the third read of an unchanged value: the register file's to warn about
+          expect(rec.of('access')).toEqual([['access', 4, 0x100, 4, false]]);
+          expect(t.spinReads[0]).toBe(2);
+          // A change of value starts the count again.
+          t.value[0] = 8;
+          await client.access(4, 0x100, 4);
+          expect([rec.of('access').length, t.spinValue[0], t.spinReads[0]]).toEqual([1, 8, 1]);
+          // Threshold 0: no counting, every read direct.
+          t.spinThreshold[0] = 0;
+          for (let i = 0; i < 5; i++) await client.access(4, 0x100, 4);
+          expect([rec.of('access').length, t.spinReads[0]]).toEqual([1, 1]);
+        });
+      });
+
+      it('directReads() refuses a region that is not trapped and a table that does not fit', async () => {
+        await withContext(async ({ ctx }) => {
+          expect(() => ctx.directReads(0, table([]))).toThrow(RangeError);
+          expect(() => ctx.directReads(7, table([]))).toThrow(RangeError);
+          expect(() => ctx.directReads(4, { ...table([]), slot: new Int32Array(16) })).toThrow(RangeError);
+          const past = table([[0x40, 1]]);
+          past.slot[3] = 1;
+          expect(() => ctx.directReads(4, past)).toThrow(RangeError);
+          expect(() => ctx.directReads(4, { ...table([[0x40, 1]]), spinReads: new Uint32Array(0) })).toThrow(RangeError);
+          expect(() => ctx.directReads(4, { ...table([]), value: new Int32Array(1) as unknown as Uint32Array })).toThrow(TypeError);
+          expect(() => ctx.directReads(2, table([]))).not.toThrow(); // the unlisted MSI-X BAR is trapped too
         });
       });
 

@@ -10,6 +10,7 @@ import {
   type Binding,
   type ContextCallbacks,
   type ContextOptions,
+  type DirectReads,
   type DmaRegionInfo,
   IRQ_TYPE,
   type IrqType,
@@ -121,6 +122,7 @@ export class MockContext implements NativeContext {
   private readonly pristine: Buffer;
   private readonly memories = new Map<number, Buffer>();
   private readonly trapped = new Set<number>();
+  private readonly direct = new Map<number, DirectReads>();
   private readonly dmaRegions = new Map<bigint, DmaRegionInfo>();
   private isAttached = false;
   private isClosed = false;
@@ -215,6 +217,31 @@ export class MockContext implements NativeContext {
     this.level = level;
   }
 
+  directReads(index: number, table: DirectReads | null): void {
+    if (this.isClosed) throw new Error('context is closed');
+    if (!this.trapped.has(index)) throw new RangeError(`directReads: region ${index} is not trapped`);
+    if (table === null || table === undefined) {
+      this.direct.delete(index);
+      return;
+    }
+    const dwords = this.trappedSize(index) / 4;
+    const slots = table.value.length;
+    const need = (name: keyof DirectReads, type: typeof Int32Array | typeof Uint32Array, min: number) => {
+      const a = table[name];
+      if (!(a instanceof type)) throw new TypeError(`directReads: ${name} must be a${type === Int32Array ? 'n Int32Array' : ' Uint32Array'}`);
+      if (a.length < min) throw new RangeError(`directReads: ${name} has ${a.length} elements, needs ${min}`);
+    };
+    need('slot', Int32Array, dwords);
+    need('value', Uint32Array, 0);
+    need('spinValue', Uint32Array, slots);
+    need('spinReads', Uint32Array, slots);
+    need('spinThreshold', Uint32Array, 1);
+    for (let d = 0; d < dwords; d++) {
+      if (table.slot[d] >= slots) throw new RangeError(`directReads: slot[${d}] is ${table.slot[d]}, past the ${slots} values`);
+    }
+    this.direct.set(index, table);
+  }
+
   attached(): boolean {
     return this.isAttached && !this.isClosed;
   }
@@ -226,6 +253,7 @@ export class MockContext implements NativeContext {
     this.unmapAll();
     this.isAttached = false;
     this.eventfds.clear();
+    this.direct.clear();
     for (const m of this.memories.values()) detach(m.buffer as ArrayBuffer);
     if (wasAttached) this.call('onConnection', () => this.callbacks.onConnection(false));
   }
@@ -324,9 +352,44 @@ export class MockContext implements NativeContext {
    */
   access(index: number, offset: number, dataOrCount: Buffer | number): AccessResult {
     this.client();
+    if (typeof dataOrCount === 'number') {
+      const data = this.directRead(index, offset, dataOrCount);
+      if (data) return { error: 0, data }; // no callback at all, onPoll included
+    }
     const r = this.serve(index, offset, dataOrCount);
     this.poll();
     return r;
+  }
+
+  /** native/poll.cc DirectRead(): whole aligned dwords (4..64 bytes) that all have a slot, unless one would reach the spin threshold. */
+  private directRead(index: number, offset: number, count: number): Buffer | undefined {
+    const t = this.direct.get(index);
+    if (!t || offset % 4 !== 0 || count % 4 !== 0 || count === 0 || count > 64) return undefined;
+    const first = offset / 4;
+    const n = count / 4;
+    if (first + n > this.trappedSize(index) / 4) return undefined;
+    const threshold = t.spinThreshold[0];
+    const slots: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = t.slot[first + i];
+      if (s < 0 || s >= t.value.length) return undefined;
+      const reads = t.spinReads[s];
+      if (threshold !== 0 && reads !== 0 && t.spinValue[s] === t.value[s] && reads + 1 === threshold) return undefined;
+      slots.push(s);
+    }
+    const data = Buffer.alloc(count);
+    slots.forEach((s, i) => {
+      const v = t.value[s];
+      data.writeUInt32LE(v, 4 * i);
+      if (threshold === 0) return;
+      if (t.spinReads[s] === 0 || t.spinValue[s] !== v) {
+        t.spinValue[s] = v;
+        t.spinReads[s] = 1;
+      } else if (t.spinReads[s] < threshold) {
+        t.spinReads[s]++;
+      }
+    });
+    return data;
   }
 
   private serve(index: number, offset: number, dataOrCount: Buffer | number): AccessResult {

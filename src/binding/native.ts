@@ -15,7 +15,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-import type { Binding, ContextCallbacks, ContextOptions, IrqType, NativeContext } from './types.ts';
+import type { Binding, ContextCallbacks, ContextOptions, DirectReads, IrqType, NativeContext } from './types.ts';
 
 /** Where node-gyp puts the addon (native/binding.gyp); VPHI_ADDON_PATH another build (npm run fuzz: ASan/UBSan). */
 export const ADDON_PATH =
@@ -31,6 +31,7 @@ interface RawContext {
   readConfig(offset: number, len: number): number;
   setLogLevel(level: number): void;
   attached(): boolean;
+  directReads(index: number, table: DirectReads | null): void;
   close(): void;
 }
 
@@ -132,6 +133,10 @@ class NativeContextImpl implements NativeContext {
 
   setLogLevel(level: number): void {
     this.raw.setLogLevel(level);
+  }
+
+  directReads(index: number, table: DirectReads | null): void {
+    this.raw.directReads(index, table);
   }
 
   attached(): boolean {

@@ -172,10 +172,33 @@ export interface ContextCallbacks {
   onRefused(reason: string): void;
   /**
    * Called after each batch of client messages has been handled (one poll
-   * wake-up). Lets the device retry pending interrupts once QEMU has handed
+   * wake-up), unless the batch was served by directReads() alone. Lets the device retry pending interrupts once QEMU has handed
    * over new eventfds or changed config space (MSI-X enable, masks).
    */
   onPoll?(): void;
+}
+
+/**
+ * Registers of a trapped region that the binding reads itself, without
+ * calling onAccess: the register file's own arrays, shared (the binding
+ * keeps them alive and reads them at each access, so changes show at
+ * once). Only REGION_READs of whole, aligned dwords (4..64 bytes) whose
+ * every dword has a slot are served this way; anything else, and every
+ * write, goes to onAccess. The read that would bring a slot's spinReads to
+ * spinThreshold goes to onAccess too, so that the spin warning is the
+ * register file's (SpinWatch); the reads served here keep its counts as
+ * SpinWatch.read() would.
+ */
+export interface DirectReads {
+  /** Dword index within the region → slot, or -1 (onAccess serves it). */
+  slot: Int32Array;
+  /** Slot → the register's stored value, which a read returns. */
+  value: Uint32Array;
+  /** SpinWatch's state: slot → the value last read, and reads of it without a change. */
+  spinValue: Uint32Array;
+  spinReads: Uint32Array;
+  /** [0]: reads without a change that make a spin warning; 0: off. */
+  spinThreshold: Uint32Array;
 }
 
 /**
@@ -227,6 +250,15 @@ export interface NativeContext {
    * 3 at creation; 7 gives libvfio-user's line for every config access).
    */
   setLogLevel(level: number): void;
+  /**
+   * Serve aligned dword reads of trapped region `index` from `table`
+   * (DirectReads) instead of onAccess; null: every access to onAccess again.
+   * RangeError for a region that is not trapped, or a table whose slot
+   * array does not cover the region (one entry per dword) or names a slot
+   * past the value and spin arrays. A batch of client messages served
+   * entirely this way calls no callback, onPoll included.
+   */
+  directReads(index: number, table: DirectReads | null): void;
   /** True while a client is attached (from onConnection(true) to onConnection(false)). */
   attached(): boolean;
   /**

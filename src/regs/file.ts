@@ -9,6 +9,7 @@
  */
 import { type BlockDef, type RegisterDef, decodeFields } from './define.ts';
 import { type Tracer, NO_TRACE, TraceRegister, mmioEvent, warn } from '../trace/tracer.ts';
+import type { DirectReads } from '../binding/types.ts';
 import { SpinWatch, waitingFor } from './spin.ts';
 
 /** power: power-on or PCI-level reset, every register; card: RGCR, the registers declared cardReset 'clear'. */
@@ -42,6 +43,8 @@ export class RegisterFile {
   private readonly slots: Slot[] = [];
   /** dword index within the BAR → slot number, or -1. */
   private readonly map: Int32Array;
+  /** map, less the slots whose reads need JavaScript (a read hook, write-only): what a binding may read itself. */
+  private readonly direct: Int32Array;
   private readonly byName = new Map<string, number>();
   /** Slots a card reset puts back to their reset value. */
   private readonly cardResetSlots: Int32Array;
@@ -73,7 +76,13 @@ export class RegisterFile {
       }
     }
     this.unknownTrace = new TraceRegister(bar, null, null, -1);
-    this.values = new Uint32Array(this.slots.length);
+    // Explicit ArrayBuffers: their memory never moves, so a binding may hold on to it (directReads()).
+    this.values = new Uint32Array(new ArrayBuffer(4 * this.slots.length));
+    this.direct = new Int32Array(new ArrayBuffer(4 * this.map.length));
+    for (let d = 0; d < this.map.length; d++) {
+      const si = this.map[d];
+      this.direct[d] = si >= 0 && this.slots[si].def.access !== 'WO' ? si : -1;
+    }
     const cleared: number[] = [];
     this.slots.forEach((s, i) => {
       if ((s.def.cardReset ?? s.block.cardReset) === 'clear') cleared.push(i);
@@ -99,8 +108,21 @@ export class RegisterFile {
 
   /** Attach behaviour to a register (by name). */
   hook(name: string, hooks: RegHooks): void {
-    const s = this.slots[this.slotOf(name)];
+    const si = this.slotOf(name);
+    const s = this.slots[si];
     s.hooks = { ...s.hooks, ...hooks };
+    if (s.hooks.read) this.direct[s.abs >>> 2] = -1;
+  }
+
+  /**
+   * The registers a binding may read without calling into JavaScript
+   * (NativeContext.directReads): every declared one without a read hook,
+   * not write-only, with the spin watchdog's state. Null while tracing is
+   * on: the trace records every access.
+   */
+  directReads(): DirectReads | null {
+    if (this.tracer.enabled) return null;
+    return { slot: this.direct, value: this.values, spinValue: this.spin.value, spinReads: this.spin.reads, spinThreshold: this.spin.thresholdCell };
   }
 
   /** The stored value, for the device's own use (no hooks, no trace). */

@@ -9,18 +9,29 @@ import type { RegisterDef } from './define.ts';
 export const SPIN_READS = 10_000;
 
 export class SpinWatch {
-  private readonly value: Uint32Array;
-  private readonly reads: Uint32Array;
-
-  /** Reads without a change that make a spin; 0: off. */
-  threshold = SPIN_READS;
+  /** Slot → the value last read, and reads of it without a change; shared with a binding's DirectReads, which keeps them for the reads it serves. */
+  readonly value: Uint32Array;
+  readonly reads: Uint32Array;
+  /** [0]: the threshold (shared too). */
+  readonly thresholdCell = new Uint32Array(new ArrayBuffer(4));
 
   constructor(
     slots: number,
     private readonly onSpin: (slot: number, value: number, reads: number) => void,
   ) {
-    this.value = new Uint32Array(slots);
-    this.reads = new Uint32Array(slots);
+    // Explicit ArrayBuffers: their memory never moves, so a binding may hold on to it.
+    this.value = new Uint32Array(new ArrayBuffer(4 * slots));
+    this.reads = new Uint32Array(new ArrayBuffer(4 * slots));
+    this.threshold = SPIN_READS;
+  }
+
+  /** Reads without a change that make a spin; 0: off. */
+  get threshold(): number {
+    return this.thresholdCell[0];
+  }
+
+  set threshold(n: number) {
+    this.thresholdCell[0] = n;
   }
 
   /** A guest read of slot that returned `value` (the whole register). */
