@@ -5,7 +5,9 @@
  * 1. Trapped BAR read round trip: vphi (BAR4 SPAD0) against libvfio-user's
  *    own C sample server (BAR0), built from the same source, with the same
  *    client (scripts/bench/vfu-rtt.c) and the same access pattern (8-byte
- *    reads). vphi is measured with tracing off and on.
+ *    reads). vphi is measured with tracing off and on, and then with server
+ *    and client pinned to one CPU (taskset), where the servers' own work
+ *    shows instead of the machine's cross-CPU wake-ups.
  * 2. Copy bandwidth through fd-mapped guest memory (the guest RAM QEMU maps
  *    into vphi) against Buffer.copy between two Node buffers, for 4 KiB,
  *    1 MiB and 16 MiB.
@@ -71,13 +73,20 @@ async function waitForSocket(path: string, proc: ChildProcess): Promise<void> {
   throw new Error(`no socket at ${path}`);
 }
 
-async function rtt(server: string[], region: number, offset: number, sock: string): Promise<number> {
-  const proc = spawn(server[0], server.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+/** taskset, to run server and client on one CPU (pinned rounds); undefined where it is missing. */
+const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((p) => existsSync(p));
+const pinned = (argv: string[]): string[] => [TASKSET!, '-c', '0', ...argv];
+
+async function rtt(server: string[], region: number, offset: number, sock: string, pin = false, reads = READS): Promise<number> {
+  const argv = pin ? pinned(server) : server;
+  const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d) => (err += d));
   try {
     await waitForSocket(sock, proc);
-    const out = execFileSync(vfuRtt(), [sock, String(region), `0x${offset.toString(16)}`, '8', String(READS)], { encoding: 'utf8' });
+    const client = [vfuRtt(), sock, String(region), `0x${offset.toString(16)}`, '8', String(reads)];
+    const c = pin ? pinned(client) : client;
+    const out = execFileSync(c[0], c.slice(1), { encoding: 'utf8' });
     return (JSON.parse(out) as { mean_ns: number }).mean_ns;
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${err}`);
@@ -112,6 +121,25 @@ async function benchRtt(dir: string): Promise<void> {
   // On and off of the same round ran back to back: their ratio shrugs off a busy machine.
   const rounds = vt.map((t, i) => t / v[i]);
   line(`   trace-on/off within a round:          median ${median(rounds).toFixed(2)}   (${rounds.map((r) => r.toFixed(2)).join(' ')})`);
+  if (!TASKSET) {
+    line('   (no taskset: pinned rounds skipped)');
+    return;
+  }
+  // Across two CPUs each round trip waits for two cross-CPU wake-ups, which on a
+  // virtual machine cost more than either server's work and vary from round to
+  // round. Server and client on one CPU: the round trip is the work of both
+  // sides and two context switches, so the servers' own cost shows.
+  const pc: number[] = [], pv: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const sock = (n: string) => join(dir, `p${n}${i}.sock`);
+    // Five times the reads: a pinned read is quick, and more of them steady the mean.
+    pc.push(await rtt([sample, sock('c')], 0, 0, sock('c'), true, 5 * READS));
+    pv.push(await rtt([vphi, 'serve', '--socket-path', sock('v')], 4, bar4Offset('SPAD0'), sock('v'), true, 5 * READS));
+  }
+  const [mpc, mpv] = [median(pc), median(pv)];
+  const pvc = pv.map((x, i) => x / pc[i]);
+  line(`   pinned to one CPU (taskset -c 0), C sample: ${(mpc / 1000).toFixed(1)} µs, vphi trace off: ${(mpv / 1000).toFixed(1)} µs   ratio vphi/C = ${(mpv / mpc).toFixed(2)}`);
+  line(`   pinned vphi/C within a round:         median ${median(pvc).toFixed(2)}   (${pvc.map((r) => r.toFixed(2)).join(' ')})`);
 }
 
 /** Mean seconds per call of fn over at least `minMs` and `minIter` calls. */
