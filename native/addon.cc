@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <sys/mman.h>
+
 #include "context.h"
 #include "internal.h"
 
@@ -188,6 +190,7 @@ Napi::Function Context::DefineClass(Napi::Env env) {
           InstanceMethod<&Context::SetLogLevel>("setLogLevel"),
           InstanceMethod<&Context::Attached>("attached"),
           InstanceMethod<&Context::SetDirectReads>("directReads"),
+          InstanceMethod<&Context::DropResidentPages>("dropResidentPages"),
           InstanceMethod<&Context::Close>("close"),
       });
 }
@@ -418,6 +421,30 @@ Napi::Value Context::SetDirectReads(const Napi::CallbackInfo& info) {
   t.spinThreshold = ArrayData<uint32_t>(spinThreshold);
   t.slots = slots;
   return env.Undefined();
+}
+
+// dropResidentPages(): this process's page-table entries for the memfd BARs
+// and the client's DMA regions go (MADV_DONTNEED). Both are MAP_SHARED
+// mappings of memfds, so their contents stay in the files and the next
+// access faults the pages back in; only this process's RSS changes.
+// Returns the bytes advised.
+Napi::Value Context::DropResidentPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) throw Napi::Error::New(env, "context is closed");
+  double bytes = 0;
+  const auto drop = [&](void* addr, size_t length, const std::string& what) {
+    if (addr == nullptr || length == 0) return;
+    if (madvise(addr, length, MADV_DONTNEED) == 0) {
+      bytes += static_cast<double>(length);
+    } else {
+      Emit(LOG_WARNING, "vphi: madvise(MADV_DONTNEED) of " + what + ": " + ErrnoText(errno));
+    }
+  };
+  for (int i = 0; i < kMaxRegions; i++) {
+    if (regions_[i].kind == RegionSpec::Kind::Memfd) drop(regions_[i].map, regions_[i].size, "BAR" + std::to_string(i));
+  }
+  for (const DmaEntry& e : dma_) drop(e.vaddr, e.length, "a DMA region");
+  return Napi::Number::New(env, bytes);
 }
 
 Napi::Value Context::SetLogLevel(const Napi::CallbackInfo& info) {

@@ -74,6 +74,7 @@ struct Region {
 struct DmaEntry {
   uint64_t iova = 0;
   size_t length = 0;
+  void* vaddr = nullptr;  // libvfio-user's MAP_SHARED mapping of the client's fd, or null
   Napi::Reference<Napi::ArrayBuffer> memory;  // empty for message-based DMA
 };
 
@@ -143,6 +144,7 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value SetLogLevel(const Napi::CallbackInfo& info);
   Napi::Value Attached(const Napi::CallbackInfo& info);
   Napi::Value SetDirectReads(const Napi::CallbackInfo& info);
+  Napi::Value DropResidentPages(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   int ActiveType() const;

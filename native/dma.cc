@@ -66,6 +66,7 @@ void Context::DmaRegister(vfu_dma_info_t* info) {
     } else if (info->vaddr != nullptr) {
       // External and unowned: libvfio-user unmaps it after DmaUnregister.
       Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env_, info->vaddr, length);
+      entry.vaddr = info->vaddr;
       entry.memory = Napi::Persistent(ab);
       memory = ab;
     }

@@ -30,6 +30,12 @@ export interface DeviceEnv {
   after(ms: number, fn: () => void): () => void;
   /** Other devices' BARs on the host's PCIe fabric (peer-to-peer), if this device is on one. */
   peers?: PeerBus;
+  /**
+   * The device holds no guest memory any more (a reset): this process's
+   * pages of guest RAM and of the memfd BARs may go (contents stay;
+   * NativeContext.dropResidentPages).
+   */
+  dropResidentPages?(): void;
 }
 
 export interface DeviceModel {
@@ -166,6 +172,16 @@ export class DeviceServer<D extends DeviceModel> {
       host: this.host,
       irq: this.irq,
       tracer: this.tracer,
+      dropResidentPages: () => {
+        if (this.closed) return;
+        let bytes: number;
+        try {
+          bytes = this.ctx.dropResidentPages();
+        } catch {
+          return; // the context closed under us (process exit): nothing is mapped any more
+        }
+        if (t.enabled) t.event('resident', { dropped: bytes });
+      },
       schedule: (fn) => setImmediate(fn),
       after: (ms, fn) => {
         const t = setTimeout(fn, ms);

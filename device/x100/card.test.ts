@@ -50,6 +50,15 @@ describe('x100 register map', () => {
     w(RGCR, r(RGCR) | 1);
     expect(r(RGCR)).toBe(0);
   });
+
+  it('lets the pages of host memory go once reset (RGCR, PCI reset): nothing on the card refers to them', () => {
+    const { env, card, r, w } = makeCard();
+    expect(env.ctx.drops).toBe(0);
+    w(RGCR, r(RGCR) | 1);
+    expect(env.ctx.drops).toBe(1);
+    card.reset('test');
+    expect(env.ctx.drops).toBe(2);
+  });
 });
 
 describe('SMPT translation', () => {

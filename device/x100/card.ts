@@ -193,6 +193,8 @@ export class X100Card implements DeviceModel {
     this.dma.reset();
     this.cardDma.reset();
     this.intc.updateIntx();
+    // Nothing on the card refers to host memory now: the pages it touched need not stay resident.
+    this.env.dropResidentPages?.();
   }
 
   /** PCI-level reset, power-on, or the client went away: every register to its reset value. */
@@ -204,6 +206,7 @@ export class X100Card implements DeviceModel {
     this.dma.reset();
     this.cardDma.reset();
     this.bootstrap.powerOn();
+    this.env.dropResidentPages?.();
   }
 }
 

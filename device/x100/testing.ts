@@ -35,6 +35,10 @@ export class FakeEnv implements DeviceEnv {
   readonly after = this.clock.after;
   /** Other cards on a PciFabric (set before the card is made). */
   peers?: PeerBus;
+  /** As DeviceServer: the context's (MockContext.drops counts them). */
+  readonly dropResidentPages = (): void => {
+    this.ctx.dropResidentPages();
+  };
 
   constructor(apertureSize = 4 << 20) {
     const { create: _create, ...options } = x100Spec({ apertureSize });

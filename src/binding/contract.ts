@@ -604,6 +604,29 @@ export function bindingContract(name: string, subject: () => ContractSubject): v
         });
       });
 
+      it('dropResidentPages() leaves DMA memory and the memfd BARs as they were, and covers both', async () => {
+        let ctxRef: NativeContext | undefined;
+        await withContext(async ({ ctx, rec, client }) => {
+          ctxRef = ctx;
+          await client.connect();
+          const data = new Uint8Array(0x10000).map((_, i) => (i * 13) & 0xff);
+          await client.dmaMapMemory!(0x10000n, data);
+          const view = new Uint8Array(rec.maps[0].memory!);
+          view.set([9, 8, 7], 0x200); // the card wrote guest RAM
+          const bar0 = ctx.regionMemory(0);
+          bar0.fill(0xa5, 0, 0x3000);
+          expect(ctx.dropResidentPages()).toBe(MIB + 0x10000);
+          expect([...view.subarray(0x200, 0x203)]).toEqual([9, 8, 7]);
+          expect(view[0x1001]).toBe((0x1001 * 13) & 0xff);
+          expect([...(await client.dmaPeek!(0x10000n, 0x200, 3))]).toEqual([9, 8, 7]);
+          expect(bar0.subarray(0, 0x3000).every((b) => b === 0xa5)).toBe(true);
+          expect(bar0[0x3000]).toBe(0);
+          bar0[0x10] = 1; // and it is still writable
+          expect(ctx.regionMemory(0)[0x10]).toBe(1);
+        });
+        expect(() => ctxRef!.dropResidentPages()).toThrow(/closed/);
+      });
+
       it("DMA memory is the client's, intact at onDmaUnmap and detached after", async () => {
         await withContext(async ({ rec, client }) => {
           await client.connect();

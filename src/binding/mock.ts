@@ -217,6 +217,18 @@ export class MockContext implements NativeContext {
     this.level = level;
   }
 
+  /** How often dropResidentPages() was called (the mock has no pages to drop). */
+  drops = 0;
+
+  dropResidentPages(): number {
+    if (this.isClosed) throw new Error('context is closed');
+    this.drops++;
+    let bytes = 0;
+    for (const m of this.memories.values()) bytes += m.length;
+    for (const r of this.dmaRegions.values()) if (r.memory) bytes += r.length;
+    return bytes;
+  }
+
   directReads(index: number, table: DirectReads | null): void {
     if (this.isClosed) throw new Error('context is closed');
     if (!this.trapped.has(index)) throw new RangeError(`directReads: region ${index} is not trapped`);

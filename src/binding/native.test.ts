@@ -79,6 +79,23 @@ describe.skipIf(nativeSkip !== undefined)(
       expect(fs.existsSync(socketPath)).toBe(false);
     });
 
+    it('dropResidentPages() gives the memfd BAR\'s pages back: RssShmem falls by what was touched', () => {
+      const rssShmemKiB = () => Number(/^RssShmem:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1]);
+      const ctx = binding!.createContext(options(path.join(dir, 'drop', 'vphi.sock')), quietCallbacks());
+      try {
+        const mem = ctx.regionMemory(0);
+        const before = rssShmemKiB();
+        mem.fill(0x3c); // touches all 1 MiB
+        const touched = rssShmemKiB();
+        expect(touched - before).toBeGreaterThanOrEqual(1000);
+        ctx.dropResidentPages();
+        expect(touched - rssShmemKiB()).toBeGreaterThanOrEqual(1000);
+        expect(mem.every((b) => b === 0x3c)).toBe(true); // the memfd kept it
+      } finally {
+        ctx.close();
+      }
+    });
+
     it('drops a client that connects and never sends its VERSION', async () => {
       const socketPath = path.join(dir, 'raw', 'vphi.sock');
       const connections: boolean[] = [];

@@ -32,6 +32,7 @@ interface RawContext {
   setLogLevel(level: number): void;
   attached(): boolean;
   directReads(index: number, table: DirectReads | null): void;
+  dropResidentPages(): number;
   close(): void;
 }
 
@@ -137,6 +138,10 @@ class NativeContextImpl implements NativeContext {
 
   directReads(index: number, table: DirectReads | null): void {
     this.raw.directReads(index, table);
+  }
+
+  dropResidentPages(): number {
+    return this.raw.dropResidentPages();
   }
 
   attached(): boolean {

@@ -259,6 +259,15 @@ export interface NativeContext {
    * entirely this way calls no callback, onPoll included.
    */
   directReads(index: number, table: DirectReads | null): void;
+  /**
+   * Let the OS take back this process's pages of the memfd BARs and of the
+   * client's DMA regions (MADV_DONTNEED on their shared mappings): every
+   * byte stays as it was (it lives in the memfds) and the next access
+   * faults the page back in; only this process's RSS falls. For a device
+   * that holds no guest memory any more (a reset card). Returns the bytes
+   * of the mappings it covered. Throws after close().
+   */
+  dropResidentPages(): number;
   /** True while a client is attached (from onConnection(true) to onConnection(false)). */
   attached(): boolean;
   /**
