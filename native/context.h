@@ -175,7 +175,7 @@ class Context : public Napi::ObjectWrap<Context> {
   void StopConnPoll();
   void StopAllPolls();
   void Refuse();
-  void RunRequests(Peeked* first);
+  void RunRequests(Peeked* next);
   bool RejectBadRequest(int fd, Peeked* next);
   enum class Served { No, More, Yield };
   Served ServeTrappedAccess(int fd, const Peeked& next, bool directOnly);

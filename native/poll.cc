@@ -371,18 +371,18 @@ Context::Batch Context::ServeDirectReads(Peeked* next) {
   return Batch::Done;  // level-triggered: the rest on the next wake-up
 }
 
-void Context::RunRequests(Peeked* first) {
+// *next holds the peek of the batch's first request (ServeDirectReads());
+// each later one is peeked into it in turn.
+void Context::RunRequests(Peeked* next) {
   for (int i = 0; i < kMaxRequestsPerWakeup; i++) {
     if (closed_ || closeRequested_ || !attached_) return;
     const int fd = vfu_get_poll_fd(vfu_);
     if (fd < 0) return;
-    Peeked peeked;
-    Peeked& next = i == 0 && first != nullptr ? *first : peeked;
     // Nothing to read yet: return to the poll rather than let libvfio-user
     // read a request that arrives meanwhile unchecked.
-    if (&next == &peeked && !PeekNext(fd, &next)) return;
-    if (RejectBadRequest(fd, &next)) continue;
-    switch (ServeTrappedAccess(fd, next, false)) {
+    if (i > 0 && !PeekNext(fd, next)) return;
+    if (RejectBadRequest(fd, next)) continue;
+    switch (ServeTrappedAccess(fd, *next, false)) {
       case Served::More: continue;
       case Served::Yield: return;
       case Served::No: break;
@@ -594,8 +594,8 @@ static bool RangeOverflows(uint64_t addr, uint64_t size) {
 //   that nobody reads fills up and the next interrupt blocks the server
 //   for good.
 // Such a request is read here, its fds closed, and answered EINVAL before
-// libvfio-user sees it. True when a message was consumed; *nothing when no
-// byte is there yet.
+// libvfio-user sees it. True when a message was consumed. *next is the
+// peek at it; the fields checked are waited for (and *next updated).
 bool Context::RejectBadRequest(int fd, Peeked* next) {
   struct vfio_user_header hdr;
   uint8_t* const peek = next->bytes;

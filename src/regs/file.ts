@@ -108,8 +108,7 @@ export class RegisterFile {
 
   /** Attach behaviour to a register (by name). */
   hook(name: string, hooks: RegHooks): void {
-    const si = this.slotOf(name);
-    const s = this.slots[si];
+    const s = this.slots[this.slotOf(name)];
     s.hooks = { ...s.hooks, ...hooks };
     if (s.hooks.read) this.direct[s.abs >>> 2] = -1;
   }
