@@ -14,6 +14,7 @@
         "dma.cc",
         "poll.cc",
         "socket.cc",
+        "wire.cc",
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -21,6 +21,7 @@
 
 #include "context.h"
 #include "internal.h"
+#include "wire.h"
 
 namespace vphi {
 
@@ -39,19 +40,6 @@ uv_loop_t* LoopOf(napi_env env) {
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   return loop;
-}
-
-// Answers request `req` with an error reply carrying `err`; false if it could not be sent.
-bool SendErrorReply(int fd, const struct vfio_user_header& req, int err, int flags) {
-  struct vfio_user_header reply;
-  memset(&reply, 0, sizeof reply);
-  reply.msg_id = req.msg_id;
-  reply.cmd = req.cmd;
-  reply.msg_size = sizeof reply;
-  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
-  reply.flags.error = 1;
-  reply.error_no = err;
-  return send(fd, &reply, sizeof reply, flags | MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof reply);
 }
 
 // Reads what a refused client sent first; if it is a message header, answers
@@ -117,7 +105,10 @@ void FinishRefusal(Refusal* r, bool teardown = false) {
   r->done = true;
   uv_poll_stop(&r->poll);
   uv_timer_stop(&r->timer);
-  if (r->fd >= 0) close(r->fd);
+  if (r->fd >= 0) {
+    DropConnection(r->fd);  // an end of stream, even if its first message came late
+    close(r->fd);
+  }
   r->fd = -1;
   uv_close_cb cb = teardown ? nullptr : RefusalHandleClosed;
   uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), cb);
@@ -473,7 +464,7 @@ Context::Served Context::ServeTrappedAccess(int fd, const Peeked& next, bool dir
   if (directOnly && !direct) return Served::No;
   uint8_t in[sizeof next.bytes];
   if (recv(fd, in, hdr.msg_size, MSG_DONTWAIT) != static_cast<ssize_t>(hdr.msg_size)) {
-    shutdown(fd, SHUT_RDWR);  // cannot be (it was peeked): out of step, vfu_run_ctx sees the end
+    DropConnection(fd);  // cannot be (it was peeked): out of step, vfu_run_ctx sees the end
     return Served::More;
   }
   struct vfio_user_header reply;
@@ -489,14 +480,14 @@ Context::Served Context::ServeTrappedAccess(int fd, const Peeked& next, bool dir
         static_cast<ssize_t>(ra.count)) {
       const int err = errno;
       Emit(LOG_ERR, "msg" + std::to_string(hdr.msg_id) + ": cmd " + std::to_string(hdr.cmd) + " failed: " + ErrnoText(err));
-      if (!hdr.flags.no_reply && !SendErrorReply(fd, hdr, err, 0)) shutdown(fd, SHUT_RDWR);
+      if (!hdr.flags.no_reply && !SendErrorReply(fd, hdr, err, 0)) DropConnection(fd);
       return Served::More;
     }
     if (!hdr.flags.no_reply) {
       memcpy(out, &reply, sizeof reply);
       memcpy(out + sizeof reply, &ra, sizeof ra);
       if (send(fd, out, reply.msg_size, MSG_NOSIGNAL) != static_cast<ssize_t>(reply.msg_size)) {
-        shutdown(fd, SHUT_RDWR);  // the next vfu_run_ctx() sees the disconnect
+        DropConnection(fd);  // the next vfu_run_ctx() sees the disconnect
         return Served::More;
       }
     }
@@ -506,41 +497,14 @@ Context::Served Context::ServeTrappedAccess(int fd, const Peeked& next, bool dir
 
 namespace {
 
-// Room for as many fds as one message can carry (SCM_MAX_FD).
-constexpr size_t kMaxFds = 253;
-
-// Calls fn(fd) for each fd that came with `mh`.
-template <typename F>
-void ForEachFd(struct msghdr* mh, F&& fn) {
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(mh); c != nullptr; c = CMSG_NXTHDR(mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < nfds; i++) {
-      int f;
-      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      fn(f);
-    }
-  }
-}
-
-// False when an fd that comes with the next message is not an eventfd (a
-// peek installs copies of them, closed here). Unknown (no /proc) is true.
+// False when an fd that comes with the next message is not an eventfd.
+// Unknown (no /proc) is true.
 bool FdsAreEventfds(int sock) {
-  uint8_t b[1];
-  struct iovec iov = {b, sizeof b};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  if (recvmsg(sock, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) return true;
   bool all = true;
-  ForEachFd(&mh, [&](int f) {
+  PeekFds(sock, [&](int f) {
     char link[64];
     const ssize_t n = readlink(("/proc/self/fd/" + std::to_string(f)).c_str(), link, sizeof link);
     if (n > 0 && std::string(link, static_cast<size_t>(n)) != "anon_inode:[eventfd]") all = false;
-    close(f);
   });
   return all;
 }
@@ -603,7 +567,7 @@ bool Context::RejectBadRequest(int fd, Peeked* next) {
   if (got > 0 && got < static_cast<ssize_t>(sizeof hdr)) {
     // A partial header: libvfio-user drops the connection for it (get_msg:
     // ECONNRESET); do so for certain, before the rest can arrive unchecked.
-    shutdown(fd, SHUT_RDWR);
+    DropConnection(fd);
     return false;
   }
   if (got < static_cast<ssize_t>(sizeof hdr)) return false;
@@ -669,23 +633,14 @@ bool Context::RejectBadRequest(int fd, Peeked* next) {
     }
   }
   if (why.empty()) return false;
-  std::vector<uint8_t> body(hdr.msg_size);
-  struct iovec iov = {body.data(), body.size()};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  const ssize_t n = recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
-  ForEachFd(&mh, [](int f) { close(f); });
+  const bool whole = ConsumeMessage(fd, hdr.msg_size);
   Emit(LOG_ERR, "vphi: msg" + std::to_string(hdr.msg_id) + ": " + why + "; refused");
-  if (n != static_cast<ssize_t>(hdr.msg_size)) {
+  if (!whole) {
     // The rest never came (1 s receive timeout): the stream is out of step.
-    shutdown(fd, SHUT_RDWR);
+    DropConnection(fd);
     return true;
   }
-  if (!hdr.flags.no_reply && !SendErrorReply(fd, hdr, EINVAL, 0)) shutdown(fd, SHUT_RDWR);
+  if (!hdr.flags.no_reply && !SendErrorReply(fd, hdr, EINVAL, 0)) DropConnection(fd);
   return true;
 }
 

@@ -34,6 +34,7 @@ const nativeSkip = nativeAvailable() ? undefined : nativeLoadError();
 const qemuSkip = nativeSkip ?? (missingGuest.length ? `missing ${missingGuest.join(', ')}` : undefined);
 
 const GUEST_RAM = 256 * 1024 * 1024;
+const { EINVAL, ENOENT } = os.constants.errno;
 const MIB = 1024 * 1024;
 
 function tmpDir(): string {
@@ -120,6 +121,27 @@ describe.skipIf(nativeSkip !== undefined)(
           client.kill();
         }
       } finally {
+        ctx.close();
+      }
+    }, 20_000);
+
+    it('closing with a client\'s requests unread: the client reads the end of the stream, not ECONNRESET (on which QEMU 11.1 aborts)', async () => {
+      const socketPath = path.join(dir, 'eof', 'vphi.sock');
+      const ctx = binding!.createContext(options(socketPath), quietCallbacks());
+      const { client } = await RawClient.connect(socketPath);
+      try {
+        const ended = client.ended();
+        const write = Buffer.alloc(20);
+        write.writeUInt32LE(4, 0); // BAR4, offset 0x100, 4 bytes
+        write.writeBigUInt64LE(0x100n, 8);
+        write.writeUInt32LE(4, 16);
+        for (let i = 0; i < 64; i++) client.post(10, Buffer.concat([write, Buffer.alloc(4)]));
+        // The loop is blocked meanwhile: the posted writes wait in the socket, unread.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+        ctx.close();
+        expect(await ended).toBe('end');
+      } finally {
+        client.kill();
         ctx.close();
       }
     }, 20_000);

@@ -96,7 +96,7 @@ process.on('message', (m) => {
       }
     });
     s.on('close', () => process.send({ type: 'closed' }));
-    s.on('error', () => {});
+    s.on('error', (e) => process.send({ type: 'error', data: e.code }));
   } else if (m.op === 'write') {
     s.write(Buffer.from(m.data, 'base64'));
   } else if (m.op === 'end') {
@@ -181,11 +181,12 @@ export class RawClient extends VfioClient {
     return { client: c, version: await reply };
   }
 
-  private message(cmd: number, body: Buffer): Buffer {
+  private message(cmd: number, body: Buffer, noReply = false): Buffer {
     const hdr = Buffer.alloc(16);
     hdr.writeUInt16LE(this.nextId++, 0);
     hdr.writeUInt16LE(cmd, 2);
     hdr.writeUInt32LE(16 + body.length, 4);
+    if (noReply) hdr.writeUInt32LE(0x10, 8); // VFIO_USER_F_NO_REPLY
     return Buffer.concat([hdr, body]);
   }
 
@@ -210,6 +211,24 @@ export class RawClient extends VfioClient {
     return this.reply(this.next(() => this.child.send({ op: 'write', data })));
   }
 
+  /** A request sent with VFIO_USER_F_NO_REPLY (a posted write, as QEMU's). */
+  post(cmd: number, body: Buffer): void {
+    this.child.send({ op: 'write', data: this.message(cmd, body, true).toString('base64') });
+  }
+
+  /**
+   * Resolves when the connection ends: 'end' when the client read the end
+   * of the stream, else the error its socket got (ECONNRESET). Call it
+   * before whatever ends the connection.
+   */
+  async ended(): Promise<string> {
+    let error: string | undefined;
+    for (;;) {
+      const m = await this.next(() => {});
+      if (m.type === 'error') error = m.data;
+      if (m.type === 'closed') return error ?? 'end';
+    }
+  }
 
   /** Closes the connection; resolves once the socket is closed. */
   async end(): Promise<void> {

@@ -1,0 +1,72 @@
+// The vfio-user socket below libvfio-user: what the binding reads and sends
+// on the connection itself (poll.cc's fast paths and filters, dma.cc).
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstring>
+
+#include "lvu.h"
+
+namespace vphi {
+
+// Room for as many fds as one message can carry (SCM_MAX_FD).
+constexpr size_t kMaxFds = 253;
+
+// Calls fn(fd) for each fd that came with `mh`.
+template <typename F>
+void ForEachFd(struct msghdr* mh, F&& fn) {
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(mh); c != nullptr; c = CMSG_NXTHDR(mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < nfds; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      fn(f);
+    }
+  }
+}
+
+// Reads up to `len` bytes of the next message (MSG_PEEK: the fds that come
+// with it are installed as copies); fn(fd) sees each copy, which is closed
+// after. False when nothing could be read.
+template <typename F>
+bool PeekFds(int sock, F&& fn);
+
+// Answers request `req`: a reply carrying `body` (len bytes), or with err
+// != 0 an error reply. False if it could not be sent whole.
+bool SendReply(int fd, const struct vfio_user_header& req, const void* body, size_t len, int flags = 0);
+bool SendErrorReply(int fd, const struct vfio_user_header& req, int err, int flags = 0);
+
+// Reads and drops the next message (`size` bytes) and closes its fds.
+// False when it did not come whole (the receive timeout).
+bool ConsumeMessage(int fd, size_t size);
+
+// Ends a connection from our side so that the client reads the end of the
+// stream: shutdown, then drop whatever it had sent that we had not read. A
+// socket closed with unread bytes makes the client's next read fail with
+// ECONNRESET instead, and QEMU 11.1's vfio_user_recv_hdr() then sets its
+// Error twice and aborts (error_setv: Assertion '*errp == NULL').
+void DropConnection(int fd);
+
+template <typename F>
+bool PeekFds(int sock, F&& fn) {
+  uint8_t b[1];
+  struct iovec iov = {b, sizeof b};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct msghdr mh = {};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  if (recvmsg(sock, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) return false;
+  ForEachFd(&mh, [&](int f) {
+    fn(f);
+    close(f);
+  });
+  return true;
+}
+
+}  // namespace vphi
