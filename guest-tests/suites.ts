@@ -216,8 +216,32 @@ export const CARDS: Suite = {
   card: { apertureSize: APERTURE, services: 'all,peer-rma', count: 2 },
 };
 
+/** Eight cards, as the largest MIC hosts carried: every pair has its P2P queue pair. */
+export const CARDS8_CMD = {
+  boot: 'mic-cards 8',
+  dial18: 'vphi-scif dial-peer --node 1 --peer 8',
+  dial87: 'vphi-scif dial-peer --node 8 --peer 7 --seed 2',
+  dial45: 'vphi-scif dial-peer --node 4 --peer 5 --seed 4',
+  peerRma8: 'vphi-scif source --node 8 --source-port 2010 --rounds 3 --max-size 262144 --seed 5',
+  rma8: 'vphi-scif-rma aligned card-writeto card-readfrom --node 8',
+  reset6: 'mic-card-reset 5 8',
+  dialAfter: 'vphi-scif dial-peer --node 6 --peer 1 --seed 3',
+  peerRmaAfter: 'vphi-scif source --node 6 --source-port 2010 --rounds 2 --max-size 65536 --seed 6',
+} as const;
+
+export const CARDS8: Suite = {
+  name: 'cards8',
+  summary: 'eight cards in one guest: all online, 9 SCIF nodes, card-to-card DIAL and RMA between far pairs, card 6 reset alone while seven stay online',
+  kernel: 'mic',
+  commands: Object.values(CARDS8_CMD),
+  commandTimeoutS: 300,
+  timeoutMs: 900_000,
+  memoryMiB: 1024,
+  card: { apertureSize: APERTURE, services: 'all,peer-rma', count: 8 },
+};
+
 /** Every suite, in the order `vphi test` runs them. */
-export const SUITES: readonly Suite[] = [PROBE, DMA, MIC, MIC_INTX, SCIF, RMA, FAULT, CARDS];
+export const SUITES: readonly Suite[] = [PROBE, DMA, MIC, MIC_INTX, SCIF, RMA, FAULT, CARDS, CARDS8];
 
 export interface RunSuiteOptions {
   /** The MIC guest kernel; a MIC suite needs it, a Debian suite ignores it. */

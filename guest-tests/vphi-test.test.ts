@@ -64,7 +64,7 @@ describe.skipIf(!ready)('vphi test', () => {
   it('an unknown suite is one clear line and exit status 2', { timeout: 30_000 }, async () => {
     const r = await vphi(['test', '--only', 'nosuch']);
     expect(r.rc).toBe(2);
-    expect(r.err.trim().split('\n')).toEqual(['vphi: --only: unknown suite "nosuch" (suites: probe, dma, mic, mic-intx, scif, rma, fault, cards)']);
+    expect(r.err.trim().split('\n')).toEqual(['vphi: --only: unknown suite "nosuch" (suites: probe, dma, mic, mic-intx, scif, rma, fault, cards, cards8)']);
     expect(r.out).toBe('');
   });
 });

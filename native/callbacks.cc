@@ -175,6 +175,8 @@ int Context::Reset(int type) {
   if (!pristineConfig_.empty()) {
     memcpy(vfu_pci_get_config_space(vfu_), pristineConfig_.data(), pristineConfig_.size());
   }
+  // libvfio-user dropped its DMA regions just before (vfu_reset_ctx()): ours go too.
+  if (type == VFU_RESET_LOST_CONN) DropOurDma();
   CallJs("onReset", [&]() {
     napi_value args[1] = {Napi::Number::New(env_, type)};
     onReset_.Call(callbacks_.Value(), 1, args);

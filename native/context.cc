@@ -239,6 +239,7 @@ void Context::DoClose() noexcept {
       // The device is going away: no reset callback. DMA regions are still
       // unregistered through DmaUnregister (onDmaUnmap, then detach).
       vfu_setup_device_reset_cb(vfu_, nullptr);
+      DropOurDma();
       // A client still attached reads the end of the stream, not a reset.
       if (attached_ && vfu_get_poll_fd(vfu_) >= 0) DropConnection(vfu_get_poll_fd(vfu_));
       vfuDepth_++;

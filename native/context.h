@@ -76,6 +76,8 @@ struct DmaEntry {
   size_t length = 0;
   void* vaddr = nullptr;  // libvfio-user's MAP_SHARED mapping of the client's fd, or null
   Napi::Reference<Napi::ArrayBuffer> memory;  // empty for message-based DMA
+  uint32_t prot = 0;
+  bool ours = false;  // no fd: kept here, not in libvfio-user's table (dma.cc ServeFdlessDma)
 };
 
 // A trapped region's DirectReads (types.ts): the register file's arrays,
@@ -177,6 +179,10 @@ class Context : public Napi::ObjectWrap<Context> {
   void Refuse();
   void RunRequests(Peeked* next);
   bool RejectBadRequest(int fd, Peeked* next);
+  bool ServeFdlessDma(int fd, const Peeked& next);
+  void ReportDmaMap(DmaEntry entry, void* vaddr, uint32_t prot);
+  void ReportDmaUnmap(std::vector<DmaEntry>::iterator it, uint64_t iova, size_t length);
+  void DropOurDma();
   enum class Served { No, More, Yield };
   Served ServeTrappedAccess(int fd, const Peeked& next, bool directOnly);
   bool DirectRead(uint32_t region, uint64_t offset, uint32_t count, uint8_t* out);

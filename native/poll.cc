@@ -373,6 +373,7 @@ void Context::RunRequests(Peeked* next) {
     // read a request that arrives meanwhile unchecked.
     if (i > 0 && !PeekNext(fd, next)) return;
     if (RejectBadRequest(fd, next)) continue;
+    if (ServeFdlessDma(fd, *next)) continue;
     switch (ServeTrappedAccess(fd, *next, false)) {
       case Served::More: continue;
       case Served::Yield: return;

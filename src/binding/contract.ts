@@ -410,6 +410,19 @@ export function bindingContract(name: string, subject: () => ContractSubject): v
         });
       });
 
+      it('takes more DMA regions than libvfio-user\'s table holds: every BAR of 8 cards without an fd, then guest RAM', async () => {
+        await withContext(async ({ rec, client }) => {
+          await client.connect();
+          const bar = (k: number) => 0x80_0000_0000n + BigInt(k) * 0x4_0000_0000n;
+          for (let k = 0; k < 24; k++) await client.dmaMap(bar(k), 0x2000_0000);
+          if (s.passesFds) await client.dmaMapMemory!(0x10000n, new Uint8Array(0x10000).fill(7));
+          expect(rec.of('map').length).toBe(s.passesFds ? 25 : 24);
+          if (s.passesFds) expect(new Uint8Array(rec.maps[24].memory!)[0x1234]).toBe(7);
+          for (let k = 0; k < 24; k++) await client.dmaUnmap(bar(k), 0x2000_0000);
+          expect(rec.of('unmap').map((e) => e[1])).toEqual([...Array(24).keys()].map(bar));
+        });
+      });
+
       it('going away: every onDmaUnmap, then onReset(LOST_CONN) with config space reset, then onConnection(false)', async () => {
         await withContext(async ({ ctx, rec, client }) => {
           const msix = capabilities(ctx).get(0x11)!;

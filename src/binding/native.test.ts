@@ -125,6 +125,50 @@ describe.skipIf(nativeSkip !== undefined)(
       }
     }, 20_000);
 
+    it('DMA regions without an fd are kept beside libvfio-user\'s 16: overlaps refused, re-map accepted, UNMAP_ALL and going away drop them', async () => {
+      const socketPath = path.join(dir, 'fdless', 'vphi.sock');
+      const events: string[] = [];
+      const ctx = binding!.createContext(options(socketPath), quietCallbacks({
+        onDmaMap: (i) => events.push(`map ${i.iova.toString(16)}`),
+        onDmaUnmap: (iova) => events.push(`unmap ${iova.toString(16)}`),
+        onReset: (t) => events.push(`reset ${t}`),
+      }));
+      try {
+        const { client } = await RawClient.connect(socketPath);
+        try {
+          const at = (k: number) => 0x80_0000_0000n + BigInt(k) * 0x4_0000_0000n;
+          for (let k = 0; k < 20; k++) expect((await client.dmaMap(at(k), 0x2000_0000)).error).toBe(0);
+          expect(events.filter((e) => e.startsWith('map')).length).toBe(20);
+          expect((await client.dmaMap(at(3), 0x2000_0000)).error).toBe(0); // identical: accepted, not reported again
+          expect((await client.dmaMap(at(3), 0x2000_0000, 1)).error).toBe(EINVAL); // other prot
+          expect((await client.dmaMap(at(3) + 0x1000n, 0x1000)).error).toBe(EINVAL); // inside one
+          expect((await client.dmaMap(at(3) - 0x1000n, 0x2000)).error).toBe(EINVAL); // straddling its start
+          expect(events.length).toBe(20);
+          const unmap = await client.dmaUnmap(at(5), 0x2000_0000);
+          expect(unmap.error).toBe(0);
+          expect(unmap.body.length).toBe(24); // the request echoed, as handle_dma_unmap() replies
+          expect(events.at(-1)).toBe(`unmap ${at(5).toString(16)}`);
+          expect((await client.dmaUnmap(at(5), 0x2000_0000)).error).toBe(ENOENT);
+          expect((await client.dmaUnmap(at(6), 0x1000)).error).toBe(ENOENT); // not exact
+          // VFIO_DMA_UNMAP_FLAG_ALL drops them all (and libvfio-user's none).
+          const all = Buffer.alloc(24);
+          all.writeUInt32LE(24, 0);
+          all.writeUInt32LE(2, 4);
+          expect((await client.request(3, all)).error).toBe(0);
+          expect(events.filter((e) => e.startsWith('unmap')).length).toBe(20);
+          for (let k = 0; k < 3; k++) expect((await client.dmaMap(at(k), 0x1000)).error).toBe(0);
+          events.length = 0;
+        } finally {
+          client.kill();
+        }
+        await until(() => events.some((e) => e.startsWith('reset')));
+        // Going away: every region unmapped before the LOST_CONN reset, as libvfio-user's own.
+        expect(events).toEqual([...[0, 1, 2].map((k) => `unmap ${(0x80_0000_0000n + BigInt(k) * 0x4_0000_0000n).toString(16)}`), `reset ${RESET_TYPE.LOST_CONN}`]);
+      } finally {
+        ctx.close();
+      }
+    }, 20_000);
+
     it('closing with a client\'s requests unread: the client reads the end of the stream, not ECONNRESET (on which QEMU 11.1 aborts)', async () => {
       const socketPath = path.join(dir, 'eof', 'vphi.sock');
       const ctx = binding!.createContext(options(socketPath), quietCallbacks());
