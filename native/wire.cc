@@ -37,15 +37,9 @@ bool SendErrorReply(int fd, const struct vfio_user_header& req, int err, int fla
 
 bool ConsumeMessage(int fd, size_t size) {
   std::vector<uint8_t> body(size);
-  struct iovec iov = {body.data(), body.size()};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  const ssize_t n = recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
-  ForEachFd(&mh, [](int f) { close(f); });
+  FdMsghdr m(body.data(), body.size());
+  const ssize_t n = recvmsg(fd, &m.mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  ForEachFd(&m.mh, [](int f) { close(f); });
   return n == static_cast<ssize_t>(size);
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -29,9 +31,25 @@ void ForEachFd(struct msghdr* mh, F&& fn) {
   }
 }
 
-// Reads up to `len` bytes of the next message (MSG_PEEK: the fds that come
-// with it are installed as copies); fn(fd) sees each copy, which is closed
-// after. False when nothing could be read.
+// A msghdr for recvmsg() over one buffer, with room for every fd a
+// message can carry.
+struct FdMsghdr {
+  struct iovec iov;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct msghdr mh = {};
+  FdMsghdr(void* buf, size_t len) : iov{buf, len} {
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+  }
+  FdMsghdr(const FdMsghdr&) = delete;
+  FdMsghdr& operator=(const FdMsghdr&) = delete;
+};
+
+// Peeks at the next message (MSG_PEEK: the fds that come with it are
+// installed as copies); fn(fd) sees each copy, which is closed after.
+// False when nothing could be read.
 template <typename F>
 bool PeekFds(int sock, F&& fn);
 
@@ -54,15 +72,9 @@ void DropConnection(int fd);
 template <typename F>
 bool PeekFds(int sock, F&& fn) {
   uint8_t b[1];
-  struct iovec iov = {b, sizeof b};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  if (recvmsg(sock, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) return false;
-  ForEachFd(&mh, [&](int f) {
+  FdMsghdr m(b, sizeof b);
+  if (recvmsg(sock, &m.mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) return false;
+  ForEachFd(&m.mh, [&](int f) {
     fn(f);
     close(f);
   });
