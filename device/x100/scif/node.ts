@@ -325,16 +325,9 @@ export class ScifNode {
    * ECONNRESET; timers are cancelled.
    */
   stop(reason: string): void {
-    this.p2p.clear(reason);
-    this.session++;
+    this.silence(reason);
     this.stops++;
-    for (const cancel of this.timers) cancel();
-    this.timers.clear();
-    this.unsubscribe?.();
-    this.unsubscribe = null;
     this.inbound = null;
-    this.outbound = null;
-    this.pending = [];
     this.retryArmed = false;
     this.endpoints.nodeGone(true);
     this.alloc.releaseAll();
@@ -350,16 +343,9 @@ export class ScifNode {
    */
   crash(reason: string): void {
     if (this.state === 'off' || this.state === 'crashed') return;
-    this.p2p.clear(reason);
-    this.session++;
+    this.silence(reason);
     this.stops++;
-    for (const cancel of this.timers) cancel();
-    this.timers.clear();
-    this.unsubscribe?.();
-    this.unsubscribe = null;
     this.inbound = null;
-    this.outbound = null;
-    this.pending = [];
     this.retryArmed = false;
     this.setState('crashed', reason);
   }
@@ -391,6 +377,12 @@ export class ScifNode {
 
   /** Left SCIF: stop servicing and writing; the card memory stays until reset. */
   private leave(reason: string): void {
+    this.silence(reason);
+    this.setState('exited', reason);
+  }
+
+  /** Every way out (stop, crash, leave): no P2P peers, timers, doorbells or host ring writes any more. */
+  private silence(reason: string): void {
     this.p2p.clear(reason);
     this.session++;
     for (const cancel of this.timers) cancel();
@@ -399,7 +391,6 @@ export class ScifNode {
     this.unsubscribe = null;
     this.outbound = null;
     this.pending = [];
-    this.setState('exited', reason);
   }
 
   // ---- node QP send (_scif_nodeqp_send()) ----
