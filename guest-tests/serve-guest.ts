@@ -70,6 +70,8 @@ export interface ServeProc {
   /** Resolves once `cond()` holds (checked at each stderr line and every 100 ms); rejects after timeoutMs. */
   until(what: string, cond: () => boolean, timeoutMs: number): Promise<void>;
   status(): Promise<CardStatusView>;
+  /** The server's own memory figures (its control socket: process.memoryUsage(), KiB). */
+  memory(): Promise<Record<string, number>>;
   stats(): ProcStats;
   alive(): boolean;
   /** SIGTERM, wait, remove the directory. */
@@ -144,6 +146,11 @@ export async function startServe(name: string, extra: string[] = []): Promise<Se
       const r = await ctlRequest(ctlPath(socketPath), { cmd: 'status' });
       if (!r.ok) throw new Error(`vphi ctl status: ${r.error}`);
       return r.status as CardStatusView;
+    },
+    memory: async () => {
+      const r = await ctlRequest(ctlPath(socketPath), { cmd: 'status' });
+      if (!r.ok) throw new Error(`vphi ctl status: ${r.error}`);
+      return r.process as Record<string, number>;
     },
     stats: () => procStats(proc.pid!),
     alive: () => !exited && proc.exitCode === null,

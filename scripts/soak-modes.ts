@@ -9,6 +9,8 @@ import { rng } from '../src/testing/rng.ts';
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 const fmt = (p: ProcStats) => `fds=${p.fds} memfds=${p.memfds} rss=${mib(p.rssKiB)} MiB (anon ${mib(p.anonKiB)}, shmem ${mib(p.shmemKiB)})`;
+/** V8's share of the server's memory (its control socket): heap used of total, and external (ArrayBuffers) memory. */
+const heap = (m: Record<string, number>) => `heap ${mib(m.heapUsedKiB)} of ${mib(m.heapTotalKiB)} MiB, external ${mib(m.externalKiB)}`;
 const secs = (t0: number) => ((Date.now() - t0) / 1000).toFixed(0);
 
 
@@ -36,8 +38,10 @@ export async function soakKill(kernel: string, kills: number, seed: number): Pro
   const t0 = Date.now();
   return withServe('vphi-soak-kill', async (s) => {
     const base = s.stats();
-    out(`serve pid ${s.pid}, before any guest: ${fmt(base)}`);
+    const baseHeap = await s.memory();
+    out(`serve pid ${s.pid}, before any guest: ${fmt(base)}; ${heap(baseHeap)}`);
     const after: ProcStats[] = [];
+    const heaps: Record<string, number>[] = [];
     let failures = 0;
     for (let i = 1; i <= kills; i++) {
       const ti = Date.now();
@@ -61,8 +65,10 @@ export async function soakKill(kernel: string, kills: number, seed: number): Pro
       const alive = s.alive();
       const p = s.stats();
       after.push(p);
+      const h = alive ? await s.memory() : baseHeap;
+      heaps.push(h);
       if (idle !== null || !alive) failures++;
-      out(`kill ${String(i).padStart(2)}: ${note}; ${alive ? 'server alive' : 'SERVER DEAD'}, card ${idle ?? 'ready and idle'}; ${fmt(p)}; ${secs(ti)} s`);
+      out(`kill ${String(i).padStart(2)}: ${note}; ${alive ? 'server alive' : 'SERVER DEAD'}, card ${idle ?? 'ready and idle'}; ${fmt(p)}; ${heap(h)}; ${secs(ti)} s`);
     }
     // The last guest: boot to online and every RMA subtest.
     const tf = Date.now();
@@ -81,7 +87,7 @@ export async function soakKill(kernel: string, kills: number, seed: number): Pro
     const first = after[0];
     const last = after[after.length - 1];
     const leak = last.fds > first.fds || last.memfds > first.memfds;
-    out(`summary: ${kills} kills, ${failures} failed; fds ${first.fds} -> ${last.fds}, memfds ${first.memfds} -> ${last.memfds}, RSS ${mib(first.rssKiB)} -> ${mib(last.rssKiB)} MiB (first vs last kill); before any guest ${fmt(base)}, after the final guest ${fmt(end)}`);
+    out(`summary: ${kills} kills, ${failures} failed; fds ${first.fds} -> ${last.fds}, memfds ${first.memfds} -> ${last.memfds}, RSS ${mib(first.rssKiB)} -> ${mib(last.rssKiB)} MiB (first vs last kill; V8 heap used ${mib(heaps[0].heapUsedKiB)} -> ${mib(heaps[heaps.length - 1].heapUsedKiB)}, heap total ${mib(heaps[0].heapTotalKiB)} -> ${mib(heaps[heaps.length - 1].heapTotalKiB)}); before any guest ${fmt(base)}, after the final guest ${fmt(end)}`);
     out(`soak --kill: ${leak ? 'LEAK' : 'no fd/memfd leak'}, final guest ${finalOk ? 'passed' : 'FAILED'}, ${secs(t0)} s`);
     return failures === 0 && !leak && finalOk && s.alive() ? 0 : 1;
   });

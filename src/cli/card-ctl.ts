@@ -3,7 +3,8 @@
  *
  *   {"cmd":"fault","spec":"KIND[:k=v,...]"}  arm a fault (device/x100/faults/spec.ts)
  *   {"cmd":"clear"}                          disarm every fault not yet fired
- *   {"cmd":"status"}                         the card: boot, SCIF, COSM, DMA channels, interrupts, faults
+ *   {"cmd":"status"}                         the card: boot, SCIF, COSM, DMA channels, interrupts, faults;
+ *                                            and the serving process's memory (process.memoryUsage(), KiB)
  */
 import type { X100Card } from '../../device/x100/card.ts';
 import { sourceName } from '../../device/x100/interrupts/controller.ts';
@@ -55,6 +56,13 @@ export function cardStatus(card: X100Card): Record<string, unknown> {
   };
 }
 
+/** The serving process's memory in KiB (one process serves every card): V8's heap apart from the rest. */
+export function processMemory(): Record<string, number> {
+  const m = process.memoryUsage();
+  const kib = (b: number) => Math.round(b / 1024);
+  return { rssKiB: kib(m.rss), heapUsedKiB: kib(m.heapUsed), heapTotalKiB: kib(m.heapTotal), externalKiB: kib(m.external), arrayBuffersKiB: kib(m.arrayBuffers) };
+}
+
 export function cardCtlHandler(card: X100Card): CtlHandler {
   return (req): CtlReply => {
     switch (req.cmd) {
@@ -70,7 +78,7 @@ export function cardCtlHandler(card: X100Card): CtlHandler {
       case 'clear':
         return { ok: true, cleared: card.faults.clear() };
       case 'status':
-        return { ok: true, status: cardStatus(card) };
+        return { ok: true, status: cardStatus(card), process: processMemory() };
       default:
         return { ok: false, error: `unknown command "${req.cmd}" (commands: fault, clear, status)` };
     }

@@ -73,6 +73,10 @@ describe('vphi serve --fault and vphi ctl', () => {
       expect(status.boot).toEqual({ state: 'ready', postcode: 'FF', crashed: false });
       expect(status.dma).toHaveLength(8);
       expect(status.scif.state).toBe('off');
+      // The server's memory, V8's heap apart (what the kill soak prints).
+      expect(status.process.heapUsedKiB).toBeGreaterThan(0);
+      expect(status.process.heapTotalKiB).toBeGreaterThanOrEqual(status.process.heapUsedKiB);
+      expect(status.process.rssKiB).toBeGreaterThan(status.process.heapUsedKiB);
       expect(vphi('ctl', '--socket-path', sock, 'clear').stdout).toBe('3 fault(s) disarmed\n');
     } finally {
       serve.kill('SIGTERM');

@@ -198,7 +198,8 @@ const ctl = defineCommand({
     } else if (what === 'clear') {
       process.stdout.write(`${String(reply.cleared)} fault(s) disarmed\n`);
     } else {
-      process.stdout.write(JSON.stringify(reply.status, null, 2) + '\n');
+      // The card, then the serving process's memory (shared by every card it serves).
+      process.stdout.write(JSON.stringify({ ...(reply.status as object), process: reply.process }, null, 2) + '\n');
     }
     return 0;
   },
