@@ -134,6 +134,11 @@ export async function startServe(name: string, extra: string[] = []): Promise<Se
       waiters.add(check);
       check();
     });
+  const ctlStatus = async () => {
+    const r = await ctlRequest(ctlPath(socketPath), { cmd: 'status' });
+    if (!r.ok) throw new Error(`vphi ctl status: ${r.error}`);
+    return r;
+  };
   const s: ServeProc = {
     pid: proc.pid!,
     socketPath,
@@ -142,16 +147,8 @@ export async function startServe(name: string, extra: string[] = []): Promise<Se
     attaches: count(/client attached/),
     detaches: count(/client detached/),
     until,
-    status: async () => {
-      const r = await ctlRequest(ctlPath(socketPath), { cmd: 'status' });
-      if (!r.ok) throw new Error(`vphi ctl status: ${r.error}`);
-      return r.status as CardStatusView;
-    },
-    memory: async () => {
-      const r = await ctlRequest(ctlPath(socketPath), { cmd: 'status' });
-      if (!r.ok) throw new Error(`vphi ctl status: ${r.error}`);
-      return r.process as Record<string, number>;
-    },
+    status: async () => (await ctlStatus()).status as CardStatusView,
+    memory: async () => (await ctlStatus()).process as Record<string, number>,
     stats: () => procStats(proc.pid!),
     alive: () => !exited && proc.exitCode === null,
     close: async () => {

@@ -241,7 +241,8 @@ void Context::DoClose() noexcept {
       vfu_setup_device_reset_cb(vfu_, nullptr);
       DropOurDma();
       // A client still attached reads the end of the stream, not a reset.
-      if (attached_ && vfu_get_poll_fd(vfu_) >= 0) DropConnection(vfu_get_poll_fd(vfu_));
+      const int conn = attached_ ? vfu_get_poll_fd(vfu_) : -1;
+      if (conn >= 0) DropConnection(conn);
       vfuDepth_++;
       vfu_destroy_ctx(vfu_);  // also closes the listening and connection fds
       vfuDepth_--;

@@ -43,23 +43,21 @@ uv_loop_t* LoopOf(napi_env env) {
 }
 
 // Reads what a refused client sent first; if it is a message header, answers
-// it with an EBUSY error reply. True once done (the fd may be closed).
+// it with an EBUSY error reply. True once done (then EndRefused()).
 bool AnswerRefused(int fd) {
   struct vfio_user_header hdr;
   ssize_t n = recv(fd, &hdr, sizeof hdr, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
   if (n != static_cast<ssize_t>(sizeof hdr)) return true;  // EOF, error or junk
-  // Drain the rest of the message so that closing does not reset the
-  // connection before the client has read our reply.
-  char sink[4096];
-  size_t rest = hdr.msg_size > sizeof hdr ? hdr.msg_size - sizeof hdr : 0;
-  while (rest > 0) {
-    ssize_t m = recv(fd, sink, std::min(rest, sizeof sink), MSG_DONTWAIT);
-    if (m <= 0) break;
-    rest -= static_cast<size_t>(m);
-  }
   SendErrorReply(fd, hdr, EBUSY, MSG_DONTWAIT);
   return true;
+}
+
+// Closes a refused connection so that the client reads our reply and then
+// the end of the stream (the rest of its message is read and dropped).
+void EndRefused(int fd) {
+  DropConnection(fd);
+  close(fd);
 }
 
 }  // namespace
@@ -105,10 +103,7 @@ void FinishRefusal(Refusal* r, bool teardown = false) {
   r->done = true;
   uv_poll_stop(&r->poll);
   uv_timer_stop(&r->timer);
-  if (r->fd >= 0) {
-    DropConnection(r->fd);  // an end of stream, even if its first message came late
-    close(r->fd);
-  }
+  if (r->fd >= 0) EndRefused(r->fd);
   r->fd = -1;
   uv_close_cb cb = teardown ? nullptr : RefusalHandleClosed;
   uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), cb);
@@ -468,12 +463,7 @@ Context::Served Context::ServeTrappedAccess(int fd, const Peeked& next, bool dir
     DropConnection(fd);  // cannot be (it was peeked): out of step, vfu_run_ctx sees the end
     return Served::More;
   }
-  struct vfio_user_header reply;
-  memset(&reply, 0, sizeof reply);
-  reply.msg_id = hdr.msg_id;
-  reply.cmd = hdr.cmd;
-  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
-  reply.msg_size = sizeof reply + sizeof ra + (isWrite ? 0 : ra.count);
+  const struct vfio_user_header reply = ReplyHeader(hdr, sizeof ra + (isWrite ? 0 : ra.count));
   {
     VfuGuard guard(this);  // a close() from the callback waits for the reply, as in vfu_run_ctx
     uint8_t* buf = isWrite ? in + sizeof hdr + sizeof ra : readData;
@@ -678,7 +668,7 @@ void Context::Refuse() {
     onRefused_.Call(callbacks_.Value(), 1, args);
   });
   if (AnswerRefused(fd)) {
-    close(fd);
+    EndRefused(fd);
     return;
   }
   Refusal* r = new Refusal();

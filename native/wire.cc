@@ -9,13 +9,18 @@
 
 namespace vphi {
 
-bool SendReply(int fd, const struct vfio_user_header& req, const void* body, size_t len, int flags) {
+struct vfio_user_header ReplyHeader(const struct vfio_user_header& req, size_t bodyLen) {
   struct vfio_user_header reply;
   memset(&reply, 0, sizeof reply);
   reply.msg_id = req.msg_id;
   reply.cmd = req.cmd;
-  reply.msg_size = static_cast<uint32_t>(sizeof reply + len);
+  reply.msg_size = static_cast<uint32_t>(sizeof reply + bodyLen);
   reply.flags.type = VFIO_USER_F_TYPE_REPLY;
+  return reply;
+}
+
+bool SendReply(int fd, const struct vfio_user_header& req, const void* body, size_t len, int flags) {
+  struct vfio_user_header reply = ReplyHeader(req, len);
   struct iovec iov[2] = {{&reply, sizeof reply}, {const_cast<void*>(body), len}};
   struct msghdr mh = {};
   mh.msg_iov = iov;
@@ -24,12 +29,7 @@ bool SendReply(int fd, const struct vfio_user_header& req, const void* body, siz
 }
 
 bool SendErrorReply(int fd, const struct vfio_user_header& req, int err, int flags) {
-  struct vfio_user_header reply;
-  memset(&reply, 0, sizeof reply);
-  reply.msg_id = req.msg_id;
-  reply.cmd = req.cmd;
-  reply.msg_size = sizeof reply;
-  reply.flags.type = VFIO_USER_F_TYPE_REPLY;
+  struct vfio_user_header reply = ReplyHeader(req, 0);
   reply.flags.error = 1;
   reply.error_no = err;
   return send(fd, &reply, sizeof reply, flags | MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof reply);

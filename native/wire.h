@@ -53,8 +53,11 @@ struct FdMsghdr {
 template <typename F>
 bool PeekFds(int sock, F&& fn);
 
-// Answers request `req`: a reply carrying `body` (len bytes), or with err
-// != 0 an error reply. False if it could not be sent whole.
+// The header of the reply to `req` that carries `bodyLen` bytes.
+struct vfio_user_header ReplyHeader(const struct vfio_user_header& req, size_t bodyLen);
+
+// Answer request `req`: with `body` (len bytes), or an error reply carrying
+// `err`. False if it could not be sent whole.
 bool SendReply(int fd, const struct vfio_user_header& req, const void* body, size_t len, int flags = 0);
 bool SendErrorReply(int fd, const struct vfio_user_header& req, int err, int flags = 0);
 
